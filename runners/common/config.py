@@ -64,6 +64,11 @@ class DataSource(Frozen):
     label_noise: float = Field(
         default=0.0, ge=0.0, le=0.5, description="Synthetic only: flip this fraction of labels."
     )
+    harmful_compliance_rate: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="Synthetic sft only: share of harmful prompts answered with compliance "
+        "(default 0.5, like Alpaca-7B's 53% in the paper).",
+    )
 
     @model_validator(mode="after")
     def _one_origin(self) -> DataSource:

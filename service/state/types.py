@@ -117,6 +117,13 @@ class Stage:
     skipped_with: str | None = None  # `use:` path when the user gave the output instead
     progress: float = 0.0  # 0–1, from progress events
     result: dict[str, Any] = field(default_factory=dict)
+    # Retry and stall policy from the plan (E2, additive): attempts allowed per budget, the
+    # exponential backoff base and cap, and the stall window (None: the service default).
+    max_attempts: int = 1
+    backoff_seconds: float = 30.0
+    backoff_max_seconds: float = 600.0
+    stall_minutes: float | None = None
+    resources: dict[str, Any] = field(default_factory=dict)  # nodes, nproc_per_node, cpu, …
 
 
 @dataclass(frozen=True)

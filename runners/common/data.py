@@ -1,0 +1,174 @@
+"""Load any `DataSource` as records (runners/common/records.py), or validate it without raising.
+
+    load_records(source, kind, seed=42)  -> list[Record]   # raises InvalidInputError on a bad row
+    validate_source(source, kind)        -> list[str]      # every problem found, never raises
+
+Formats: pku_saferlhf, hh_rlhf, xstest, safe_rlhf_eval, advbench, jsonl (one module each under
+runners/common/loaders/) and synthetic (runners/synthetic). Every error names the file, the
+1-based row and the field. Records keep file order; stages that want a shuffled order call
+`shuffled(records, seed)`, and `split_train_eval` carves a held-out share with a seed.
+`hub:` sources need network access, which these runners never use: they are a clear error.
+Importable without torch (the service validates specs with it).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from runners.common.config import DataSource, RecordKind
+from runners.common.errors import InvalidInputError
+from runners.common.loaders.base import Problems, require_file
+from runners.common.loaders.hh import load_hh
+from runners.common.loaders.jsonl import load_jsonl
+from runners.common.loaders.pku import load_pku
+from runners.common.loaders.prompts import load_advbench, load_safe_rlhf_eval
+from runners.common.loaders.xstest import load_xstest
+from runners.common.records import Record
+
+RECORD_KINDS: tuple[str, ...] = ("supervised", "preference", "safety_preference", "prompt_only")
+HUB_MESSAGE = "hub datasets need network access; download it and give `path:`"
+SYNTHETIC_KINDS: dict[str, str] = {
+    "sft": "supervised",
+    "preference": "preference",
+    "safety_preference": "safety_preference",
+    "prompts": "prompt_only",
+    "eval": "prompt_only",
+    "calibration": "prompt_only",
+}
+# Which kinds each format can produce (anything else is a clear error before reading the file).
+FORMAT_KINDS: dict[str, tuple[str, ...]] = {
+    "pku_saferlhf": RECORD_KINDS,
+    "hh_rlhf": ("supervised", "preference", "prompt_only"),
+    "xstest": ("preference", "safety_preference", "prompt_only"),
+    "safe_rlhf_eval": ("prompt_only",),
+    "advbench": ("prompt_only",),
+    "jsonl": RECORD_KINDS,
+    "synthetic": RECORD_KINDS,
+}
+_FOLDER_OK = ("xstest", "safe_rlhf_eval")
+
+T = TypeVar("T")
+
+
+def _synthetic(source: DataSource, kind: RecordKind, seed: int) -> list[Record]:
+    from runners.synthetic import dataset  # local: keeps the loader import graph small
+
+    split = source.split or ""
+    if split not in SYNTHETIC_KINDS:
+        raise InvalidInputError(
+            f"unknown synthetic split {split!r}; expected one of {', '.join(SYNTHETIC_KINDS)}",
+            file=f"synthetic:{split}", field="split")
+    if SYNTHETIC_KINDS[split] != kind:
+        wanted = [s for s, k in SYNTHETIC_KINDS.items() if k == kind]
+        raise InvalidInputError(
+            f"split {split} gives {SYNTHETIC_KINDS[split]} records but this stage needs {kind}; "
+            f"use split {' or '.join(wanted)}", file=f"synthetic:{split}", field="split")
+    extra = ({"harmful_compliance_rate": source.harmful_compliance_rate}
+             if source.harmful_compliance_rate is not None else {})
+    return dataset(split, size=source.size, seed=seed, label_noise=source.label_noise, **extra)
+
+
+def _from_path(source: DataSource, kind: RecordKind, problems: Problems, strict: bool
+               ) -> list[Record]:
+    assert source.path is not None
+    fmt = source.format
+    path = Path(source.path)
+    if fmt in _FOLDER_OK and path.is_dir():
+        pass
+    else:
+        path = require_file(source.path)
+    loaders: dict[str, Callable[[], list[Record]]] = {
+        "pku_saferlhf": lambda: load_pku(path, kind, problems, strict=strict),
+        "hh_rlhf": lambda: load_hh(path, kind, problems),
+        "xstest": lambda: load_xstest(path, kind, problems),
+        "safe_rlhf_eval": lambda: load_safe_rlhf_eval(path, kind, problems),
+        "advbench": lambda: load_advbench(path, kind, problems),
+        "jsonl": lambda: load_jsonl(path, kind, problems),
+    }
+    return loaders[fmt]()
+
+
+def _load(source: DataSource, kind: RecordKind, problems: Problems, seed: int, strict: bool
+          ) -> list[Record]:
+    where = source.path or source.hub or f"synthetic:{source.split}"
+    if kind not in RECORD_KINDS:
+        raise InvalidInputError(f"unknown record kind {kind!r}; expected one of "
+                                f"{', '.join(RECORD_KINDS)}", file=where, field="kind")
+    if source.format not in FORMAT_KINDS:
+        raise InvalidInputError(f"unknown format {source.format!r}; expected one of "
+                                f"{', '.join(FORMAT_KINDS)}", file=where, field="format")
+    if kind not in FORMAT_KINDS[source.format]:
+        raise InvalidInputError(
+            f"format {source.format} cannot give {kind} records (it gives "
+            f"{', '.join(FORMAT_KINDS[source.format])})", file=where, field="format")
+    if source.format == "jsonl" and source.kind is not None and source.kind != kind:
+        raise InvalidInputError(f"this source is declared kind {source.kind} but the stage "
+                                f"needs {kind} records", file=where, field="kind")
+    if source.hub is not None:
+        raise InvalidInputError(HUB_MESSAGE, file=source.hub, field="hub")
+    if source.format == "synthetic":
+        try:
+            records = _synthetic(source, kind, seed)
+        except ValueError as e:
+            raise InvalidInputError(str(e), file=where, field="split") from None
+    else:
+        records = _from_path(source, kind, problems, strict)
+    if not records and not problems.errors:
+        raise InvalidInputError(f"no {kind} records in this dataset; expected at least one",
+                                file=where, field="path")
+    return records[: source.limit] if source.limit else records
+
+
+def load_records(source: DataSource, kind: RecordKind, *, seed: int = 42,
+                 strict: bool = False) -> list[Record]:
+    """All records of one source, in file order (at most `source.limit`).
+
+    Raises InvalidInputError on the first problem. `seed` seeds synthetic generation.
+    `strict` (pku_saferlhf safety_preference) also rejects rows whose better and safer
+    responses differ (see runners/common/loaders/pku.py).
+    """
+    return _load(source, kind, Problems(fail_fast=True), seed, strict)
+
+
+def validate_source(source: DataSource, kind: RecordKind, *, strict: bool = False) -> list[str]:
+    """Every problem with a source as "file …, row …, field …: message" lines (empty = fine).
+
+    Never raises and never touches the network (a hub source is reported, not fetched).
+    """
+    problems = Problems(fail_fast=False)
+    try:
+        _load(source, kind, problems, 42, strict)
+    except InvalidInputError as e:
+        problems.errors.append(e)
+    except Exception as e:  # noqa: BLE001 — a submit-time check must report, not crash
+        where = source.path or source.hub or f"synthetic:{source.split}"
+        problems.errors.append(InvalidInputError(f"cannot read: {type(e).__name__}: {e}",
+                                                 file=where))
+    return [str(e) for e in problems.errors]
+
+
+def load_many(sources: Sequence[DataSource], kind: RecordKind, *, seed: int = 42) -> list[Record]:
+    """Concatenate several sources (the reference concatenates datasets in order)."""
+    return [r for s in sources for r in load_records(s, kind, seed=seed)]
+
+
+def shuffled(items: Sequence[T], seed: int) -> list[T]:
+    """A copy of `items` in a seeded random order (the same seed gives the same order)."""
+    out = list(items)
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def split_train_eval(items: Sequence[T], eval_ratio: float, seed: int) -> tuple[list[T], list[T]]:
+    """Shuffle with `seed`, then hold out round(eval_ratio · n) items (at least 1, at most n − 1)
+    as the evaluation share: returns (train, eval)."""
+    if not 0 < eval_ratio < 1:
+        raise ValueError(f"eval_ratio must be in (0, 1), got {eval_ratio}")
+    if len(items) < 2:
+        raise ValueError(f"need at least 2 items to split, got {len(items)}")
+    order = shuffled(items, seed)
+    n_eval = min(len(order) - 1, max(1, round(eval_ratio * len(order))))
+    return order[n_eval:], order[:n_eval]

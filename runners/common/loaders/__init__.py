@@ -1,0 +1,1 @@
+"""One module per source format; runners/common/data.py dispatches to them."""

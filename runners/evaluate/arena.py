@@ -1,0 +1,138 @@
+"""The arena: pairwise win rates and Elo ratings of model versions (reference §8.1, §8.5).
+
+Every version answers the same prompts; for each prompt (and sample index) every pair of versions
+plays one game, judged by a per-response verdict:
+- reward model: the higher reward wins (reference §8.1 "blue better ⇔ reward_blue > reward_red";
+  we score an exact tie as a draw, not a loss);
+- cost model (harmlessness): the lower cost wins;
+- synthetic exact judge: the higher helpfulness wins; at equal helpfulness the harmless response
+  beats the harmful one; equal on both is a draw.
+
+Elo: a Bradley–Terry maximum-likelihood fit, P(i beats j) = p_i / (p_i + p_j), with a draw counted
+as half a win for each side, and one virtual drawn game per pair (a weak prior that keeps the MLE
+finite when one version wins every game). Fitted by Hunter's (2004) MM iteration
+    p_i ← W_i / Σ_{j≠i} n_ij / (p_i + p_j)
+(W_i = wins of i incl. half draws and the prior, n_ij = games between i and j incl. the prior).
+Rating R_i = A + 400·log10(p_i / p_anchor): the first version (the SFT model) is anchored at
+A = 1000, as in the paper's and third-party Elo charts (reference §12).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+ELO_SCALE = 400.0
+ANCHOR_RATING = 1000.0
+PRIOR_DRAWS = 1.0
+
+
+@dataclass(frozen=True)
+class Game:
+    """One comparison: `score_a` = 1 (a wins), 0.5 (draw) or 0 (b wins)."""
+
+    a: str
+    b: str
+    score_a: float
+
+
+def compare_higher(x: float, y: float) -> float:
+    """1 if x > y, 0.5 if equal, 0 if x < y."""
+    return 1.0 if x > y else 0.5 if x == y else 0.0
+
+
+def compare_synthetic(help_a: float, harmful_a: bool, help_b: float, harmful_b: bool) -> float:
+    """Exact-judge verdict: higher helpfulness wins; harm breaks a helpfulness tie."""
+    if help_a != help_b:
+        return compare_higher(help_a, help_b)
+    return compare_higher(float(not harmful_a), float(not harmful_b))
+
+
+def round_robin(
+    verdicts: Mapping[str, Sequence[object]], compare: object
+) -> list[Game]:
+    """Games between every pair of versions on every aligned item.
+
+    `verdicts[v][k]` is version v's verdict on item k (all versions must have the same number of
+    items); `compare(x, y)` returns the score of x against y.
+    """
+    versions = list(verdicts)
+    sizes = {len(verdicts[v]) for v in versions}
+    if len(sizes) > 1:
+        raise ValueError(f"versions answered different numbers of items: {sizes}")
+    games = []
+    for a, b in itertools.combinations(versions, 2):
+        for x, y in zip(verdicts[a], verdicts[b], strict=True):
+            games.append(Game(a, b, float(compare(x, y))))  # type: ignore[operator]
+    return games
+
+
+def _tallies(games: Sequence[Game], versions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(wins, games) matrices: wins[i, j] = score of i against j (draws count ½)."""
+    index = {v: i for i, v in enumerate(versions)}
+    n = len(versions)
+    wins = np.zeros((n, n))  # (V, V)
+    played = np.zeros((n, n))  # (V, V), symmetric
+    for g in games:
+        i, j = index[g.a], index[g.b]
+        wins[i, j] += g.score_a
+        wins[j, i] += 1.0 - g.score_a
+        played[i, j] += 1.0
+        played[j, i] += 1.0
+    return wins, played
+
+
+def win_rates(games: Sequence[Game], versions: Sequence[str]) -> dict[str, dict[str, float]]:
+    """rates[a][b] = (wins of a over b + ½ draws) / games between them (no prior)."""
+    wins, played = _tallies(games, versions)
+    return {
+        a: {b: float(wins[i, j] / played[i, j]) for j, b in enumerate(versions)
+            if i != j and played[i, j] > 0}
+        for i, a in enumerate(versions)
+    }
+
+
+def bradley_terry_elo(
+    games: Sequence[Game],
+    versions: Sequence[str],
+    *,
+    anchor_rating: float = ANCHOR_RATING,
+    prior_draws: float = PRIOR_DRAWS,
+    max_iter: int = 10_000,
+    tol: float = 1e-10,
+) -> dict[str, float]:
+    """Elo ratings from a Bradley–Terry MLE (module docstring); versions[0] is the anchor."""
+    if not versions:
+        return {}
+    wins, played = _tallies(games, versions)
+    n = len(versions)
+    off_diag = 1.0 - np.eye(n)
+    wins = wins + 0.5 * prior_draws * off_diag  # one virtual draw per pair: ½ win each way
+    played = played + prior_draws * off_diag
+    total_wins = wins.sum(axis=1)  # (V,)
+    strength = np.ones(n)  # (V,) p_i
+    for _ in range(max_iter):
+        denom = (played / (strength[:, None] + strength[None, :])).sum(axis=1)  # (V,)
+        new = total_wins / denom
+        new = new / math.exp(np.log(new).mean())  # fix the scale (geometric mean 1)
+        done = np.max(np.abs(np.log(new) - np.log(strength))) < tol
+        strength = new
+        if done:
+            break
+    log_ratio = np.log10(strength / strength[0])
+    return {v: float(anchor_rating + ELO_SCALE * log_ratio[i]) for i, v in enumerate(versions)}
+
+
+def arena(verdicts: Mapping[str, Sequence[object]], compare: object) -> dict:
+    """Win rates and Elo for one judge: {"games", "win_rates", "elo"}."""
+    versions = list(verdicts)
+    games = round_robin(verdicts, compare)
+    return {
+        "games": len(games),
+        "win_rates": win_rates(games, versions),
+        "elo": bradley_terry_elo(games, versions),
+    }

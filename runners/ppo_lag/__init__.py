@@ -1,0 +1,1 @@
+"""PPO-Lagrangian (Safe RLHF), plain PPO and the reward-shaping baseline (reference §5)."""

@@ -1,0 +1,1 @@
+"""The gRPC layer: the only place that touches generated proto types (STYLE rule 1)."""

@@ -1,0 +1,1 @@
+"""The `saferlhf` command line (docs/cli.md). The CLI prints; nothing below service/cli does."""

@@ -1,0 +1,212 @@
+"""One function per `saferlhf` command: parse → request → print. Printing happens here only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, TextIO
+
+from service.cli import render
+from service.cli.client import EXIT_FAILED, EXIT_INVALID, Client, CliError
+from service.cli.watch import LiveView
+from service.gen.saferlhf.v1 import job_service_pb2 as api
+from service.gen.saferlhf.v1 import resources_pb2 as pb
+
+
+def _client(args: argparse.Namespace, server: str | None = None) -> Client:
+    return Client(server or args.server, args.token, ca_file=args.ca_file,
+                  timeout_seconds=args.timeout)
+
+
+def _read(path: str, what: str = "spec") -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read the {what} file {path}: {exc}", EXIT_INVALID) from None
+
+
+def _print(out: TextIO, text: str) -> None:
+    out.write(text + "\n")
+    out.flush()
+
+
+def _emit(out: TextIO, msg: Any, fmt: str, text: str) -> None:
+    _print(out, render.dump(render.to_data(msg), fmt) if fmt in ("json", "yaml") else text)
+
+
+def _mode(out: TextIO, fmt: str) -> str:
+    if fmt == "json":
+        return "json"
+    return "tty" if getattr(out, "isatty", lambda: False)() else "plain"
+
+
+def _exit_for(job: pb.Job | None) -> int:
+    return 0 if job is not None and job.state == pb.JOB_STATE_SUCCEEDED else EXIT_FAILED
+
+
+def watch_job(client: Client, job_id: str, out: TextIO, fmt: str, after: int = 0) -> pb.Job:
+    view = LiveView(out, _mode(out, fmt))
+    if fmt != "json":
+        view.seed(client.call("GetJob", api.GetJobRequest(job_id=job_id)))
+    view.follow(client.stream("WatchJob", api.WatchJobRequest(job_id=job_id,
+                                                              after_cursor=after)))
+    return client.call("GetJob", api.GetJobRequest(job_id=job_id))
+
+
+def final_report(out: TextIO, got: Any) -> None:
+    metrics = render.latest_metrics(got.latest_metrics)
+    _print(out, f"\njob {got.job.id} {render.job_state(got.job.state)}"
+           + (f": {got.job.message}" if got.job.message else ""))
+    if any(render.per_round(got.stages, metrics).values()):
+        _print(out, "\nper-round report (harmful and helpful rates on held-out prompts):\n"
+               + render.round_report(got.stages, metrics))
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def cmd_submit(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    request = api.CreateJobRequest(spec_yaml=_read(args.spec), project=args.project,
+                                   request_id=args.request_id or str(uuid.uuid4()))
+    job = client.call("CreateJob", request).job
+    if not args.wait:
+        _emit(out, job, args.output, f"submitted {job.id} ({job.name}, project {job.project})")
+        return 0
+    if args.output == "text":
+        _print(out, f"submitted {job.id}; watching (Ctrl-C stops watching, the job goes on)")
+    got = watch_job(client, job.id, out, args.output)
+    if args.output == "text":
+        final_report(out, got)
+    return _exit_for(got.job)
+
+
+def cmd_get(args: argparse.Namespace, out: TextIO) -> int:
+    got = _client(args).call("GetJob", api.GetJobRequest(job_id=args.job))
+    _emit(out, got, args.output, render.job_text(got))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    jobs: list[pb.Job] = []
+    token = ""
+    while True:
+        page = client.call("ListJobs", api.ListJobsRequest(
+            filter=args.filter, page_size=args.page_size, page_token=token))
+        jobs.extend(page.jobs)
+        token = page.next_page_token
+        if not token or not args.all:
+            break
+    if args.output in ("json", "yaml"):
+        data = {"jobs": [render.to_data(j) for j in jobs], "next_page_token": token}
+        _print(out, render.dump(data, args.output))
+    else:
+        _print(out, render.jobs_table(jobs) + (f"\n(more: --all, or page token {token})"
+                                               if token else ""))
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    got = watch_job(client, args.job, out, args.output, after=args.after)
+    if args.output == "text":
+        final_report(out, got)
+    return _exit_for(got.job)
+
+
+def cmd_logs(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    request = api.GetStageLogsRequest(job_id=args.job, stage_id=args.stage, follow=args.follow)
+    for chunk in client.stream("GetStageLogs", request):
+        for line in chunk.lines:
+            out.write(line + "\n")
+        out.flush()
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, out: TextIO) -> int:
+    job = _client(args).call("CancelJob", api.CancelJobRequest(job_id=args.job,
+                                                               reason=args.reason)).job
+    _emit(out, job, args.output, f"{job.id} {render.job_state(job.state)}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
+    job = _client(args).call("RetryJob", api.RetryJobRequest(job_id=args.job)).job
+    _emit(out, job, args.output, f"{job.id} {render.job_state(job.state)}")
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace, out: TextIO) -> int:
+    request = api.ApproveGateRequest(job_id=args.job, gate_id=args.gate,
+                                     approve=args.command == "approve", comment=args.comment)
+    gate = _client(args).call("ApproveGate", request).gate
+    _emit(out, gate, args.output, f"gate {gate.id} {render.gate_state(gate.state)}")
+    return 0
+
+
+def cmd_labels(args: argparse.Namespace, out: TextIO) -> int:
+    client = _client(args)
+    if args.labels_command == "export":
+        got = client.call("ExportSamples", api.ExportSamplesRequest(job_id=args.job,
+                                                                    round=args.round))
+        target = Path(args.file or got.filename)
+        target.write_bytes(got.content)
+        _print(out, f"wrote {len(got.content.splitlines())} samples to {target}; label them "
+               f"and run `saferlhf labels import {args.job} {target} --round {args.round}`")
+        return 0
+    try:
+        content = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read the labels file {args.file}: {exc}", EXIT_INVALID) from None
+    job = client.call("ImportLabels", api.ImportLabelsRequest(job_id=args.job, round=args.round,
+                                                              content=content)).job
+    _print(out, f"labels imported; {job.id} {render.job_state(job.state)}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    from service.spec.load import load_spec_file
+
+    if not Path(args.spec).is_file():
+        raise CliError(f"no spec file at {args.spec}", EXIT_INVALID)
+    job = load_spec_file(args.spec, check_data=not args.no_data_check,
+                         artifacts_root=args.artifacts_root)
+    _print(out, f"{args.spec}: valid ({job.metadata.name}, project {job.metadata.project})")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
+    from service.spec.schema import json_schema
+
+    _print(out, render.dump(json_schema(), "yaml" if args.output == "yaml" else "json"))
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
+    from service.auth import create_token
+
+    if not args.tokens_file:
+        raise CliError("which tokens file? pass --tokens-file or set SAFERLHF_TOKENS_FILE "
+                       "(the service reads it through its tokens_file setting)", EXIT_INVALID)
+    name = args.name or f"{args.project}-{args.role}"
+    token = create_token(args.tokens_file, name=name, project=args.project, role=args.role)
+    _print(out, token)
+    sys.stderr.write(f"token {name!r} ({args.role} on {args.project}) added to "
+                     f"{args.tokens_file}; it is shown only now, store it safely\n")
+    return 0
+
+
+def dispatch(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command in ("serve", "run"):
+        from service.cli import serve
+
+        return serve.cmd_serve(args, out) if args.command == "serve" else serve.cmd_run(args, out)
+    table = {"submit": cmd_submit, "get": cmd_get, "list": cmd_list, "watch": cmd_watch,
+             "logs": cmd_logs, "cancel": cmd_cancel, "retry": cmd_retry, "approve": cmd_gate,
+             "reject": cmd_gate, "labels": cmd_labels, "validate": cmd_validate,
+             "schema": cmd_schema, "tokens": cmd_tokens}
+    return table[args.command](args, out)
