@@ -13,7 +13,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from service.errors import (
     SpecError,
     Unauthenticated,
 )
-from service.events import EventIngestor, JobNotifier
+from service.events import EventIngestor, JobNotifier, updates_after
 from service.execution.base import Executor
 from service.metrics import Metrics
 from service.scheduler.loop import Scheduler, SchedulerConfig, awaiting_labels, hash_token
@@ -95,6 +94,9 @@ class App:
 
     def start(self) -> None:
         """Recover, then run the reconcile loop in a background thread."""
+        start = getattr(self.executor, "start", None)
+        if callable(start):
+            start()  # e.g. the Kubernetes executor's watch threads
         self.scheduler.recover()
         self._stopping.clear()
         self._thread = threading.Thread(target=self._loop, name="saferlhf-reconcile", daemon=True)
@@ -119,6 +121,9 @@ class App:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        stop = getattr(self.executor, "stop", None)
+        if callable(stop):
+            stop()
         self.notifier.close()
 
     def close(self) -> None:
@@ -139,6 +144,11 @@ class App:
                 "metadata.project", f"the spec names project {meta.project!r} but the request is "
                 f"for project {project!r}; make them agree")])
         project = project or meta.project
+        if spec.spec.executor != self.settings.executor:
+            raise SpecError([FieldViolation(
+                "spec.executor", f"this service runs the {self.settings.executor} executor, "
+                f"got {spec.spec.executor!r}; set `executor: {self.settings.executor}` (only "
+                "`executor` and `resources` change between a laptop and a cluster)")])
         if request_id and not validate_only:
             existing = self.store.find_job_by_request(project, request_id)
             if existing is not None:
@@ -156,6 +166,7 @@ class App:
                 backoff_seconds=p.retries.backoff_seconds,
                 backoff_max_seconds=p.retries.backoff_max_seconds,
                 stall_minutes=p.stall_minutes, resources=_as_dict(p.resources),
+                timeout_minutes=getattr(p, "timeout_minutes", None),
             )
             for p in plan.stages
         ]
@@ -208,43 +219,14 @@ class App:
 
     def updates_after(self, job_id: str, cursor: int, limit: int = 1000) -> list[WatchUpdate]:
         """Stored history after `cursor` as watch updates, in cursor order."""
-        transitions = self.store.transitions(job_id, cursor)[:limit]
-        events = self.store.events(job_id, cursor, limit)
-        if not transitions and not events:
-            return []
-        job = self.store.get_job(job_id)
-        stages = {s.id: s for s in self.store.list_stages(job_id)}
-        gates = {g.id: g for g in self.store.list_gates(job_id)}
-        out = [WatchUpdate(cursor=e.cursor, kind="event", event=e) for e in events]
-        for c, t in transitions:
-            if t.subject == "job":
-                out.append(WatchUpdate(c, "job", job=replace(
-                    job, state=JobState(t.to_state), message=t.message or job.message)))
-            elif t.subject.startswith("gate:"):
-                gate = gates.get(t.subject[len("gate:"):])
-                if gate is not None:
-                    out.append(WatchUpdate(c, "gate", gate=replace(
-                        gate, state=GateState(t.to_state))))
-            else:
-                stage_id, _, attempt = t.subject.partition("#")
-                stage = stages.get(stage_id)
-                if stage is not None:
-                    if not attempt:
-                        stage = replace(stage, state=AttemptState(t.to_state))
-                    out.append(WatchUpdate(c, "stage", stage=stage))
-        out.sort(key=lambda u: u.cursor)
-        # A source that hit the limit may have more below the other's cursors: stop there.
-        bounds = []
-        if len(transitions) >= limit:
-            bounds.append(transitions[-1][0])
-        if len(events) >= limit:
-            bounds.append(events[-1].cursor)
-        if bounds:
-            out = [u for u in out if u.cursor <= min(bounds)]
-        return out
+        return updates_after(self.store, job_id, cursor, limit)
 
     # ---- control ----------------------------------------------------------------------------
     def cancel_job(self, job_id: str, reason: str = "") -> Job:
+        with self.scheduler.lock:  # never interleaved with a reconcile tick
+            return self._cancel_job(job_id, reason)
+
+    def _cancel_job(self, job_id: str, reason: str) -> Job:
         job = self.store.get_job(job_id)
         if job.state.terminal:
             raise Conflict(f"job {job_id} already ended ({job.state.value}); nothing to cancel")
@@ -258,6 +240,10 @@ class App:
         return job
 
     def retry_job(self, job_id: str) -> Job:
+        with self.scheduler.lock:
+            return self._retry_job(job_id)
+
+    def _retry_job(self, job_id: str) -> Job:
         job = self.store.get_job(job_id)
         check_job(job.state, JobState.RUNNING, f"job {job_id}")
         if job.state not in (JobState.FAILED, JobState.CANCELLED):
@@ -281,6 +267,10 @@ class App:
         return job
 
     def approve_gate(self, job_id: str, gate_id: str, *, approve: bool, comment: str = "") -> Gate:
+        with self.scheduler.lock:
+            return self._approve_gate(job_id, gate_id, approve, comment)
+
+    def _approve_gate(self, job_id: str, gate_id: str, approve: bool, comment: str) -> Gate:
         now = self.clock()
         job = self.store.get_job(job_id)
         state = GateState.APPROVED if approve else GateState.REJECTED
@@ -331,6 +321,10 @@ class App:
         return f"{job_id}-round{round}-export.jsonl", path.read_bytes()
 
     def import_labels(self, job_id: str, round: int, content: bytes) -> Job:
+        with self.scheduler.lock:
+            return self._import_labels(job_id, round, content)
+
+    def _import_labels(self, job_id: str, round: int, content: bytes) -> Job:
         from runners.collect.labels import merge_labels, write_labelled
         from runners.common.errors import InvalidInputError
 
@@ -341,10 +335,9 @@ class App:
         try:
             rows = merge_labels(out / "export.jsonl", content, labels_name="labels")
         except InvalidInputError as exc:
-            where = ".".join(p for p in (
-                f"labels[row {exc.row}]" if exc.row is not None else "labels",
-                exc.field or "") if p)
-            raise SpecError([FieldViolation(where, str(exc))]) from None
+            in_export = bool(exc.file) and Path(str(exc.file)).name == "export.jsonl"
+            where = ("export" if in_export else "labels") + (f".{exc.field}" if exc.field else "")
+            raise SpecError([FieldViolation(where, str(exc), exc.row)]) from None
         raw_path = Path(stage.config.get("labels_path") or out / "imported_labels.jsonl")
         raw_path.write_bytes(content)
         labelled = write_labelled(rows, out / "labelled.jsonl")
@@ -384,6 +377,24 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     return dict(vars(obj))
 
 
+def _kubernetes_executor(settings: Settings) -> Executor:
+    from service.execution.k8s_job import K8sJobOptions
+    from service.execution.kubernetes import KubernetesExecutor
+
+    try:
+        options = K8sJobOptions.from_mapping(
+            settings.kubernetes_pod_options, namespace=settings.kubernetes_namespace,
+            image=settings.kubernetes_image, artifacts_pvc=settings.kubernetes_artifacts_pvc,
+            queue_name=settings.kubernetes_queue)
+    except (ValueError, TypeError) as exc:
+        raise SpecError([FieldViolation("kubernetes_pod_options", str(exc))]) from exc
+    try:
+        return KubernetesExecutor(options)
+    except Exception as exc:  # no kubeconfig / in-cluster config
+        raise ServiceError(f"cannot reach the Kubernetes API for the kubernetes executor: "
+                           f"{exc}") from exc
+
+
 def build_app(
     settings: Settings, *, clock: Callable[[], float] | None = None,
     registry: CollectorRegistry | None = None, executor: Executor | None = None,
@@ -400,10 +411,6 @@ def build_app(
             executor = LocalExecutor(settings.state_dir, python=settings.runner_python,
                                      omp_threads=settings.runner_omp_threads)
         else:
-            try:
-                from service.execution.kubernetes import KubernetesExecutor
-            except ImportError as exc:  # pragma: no cover - depends on the install
-                raise ServiceError(f"the kubernetes executor is unavailable: {exc}") from exc
-            executor = KubernetesExecutor.from_settings(settings)  # type: ignore[attr-defined]
+            executor = _kubernetes_executor(settings)
     return App(settings, store, executor, clock=clock or time.time,
                registry=registry if registry is not None else CollectorRegistry())

@@ -13,12 +13,14 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from runners.common.events import EVENT_TYPES, read_events
+from service.controlplane import WatchUpdate
 from service.errors import FieldViolation, SpecError
-from service.state.types import Attempt, Job, Stage, StoredEvent
+from service.state.types import Attempt, AttemptState, GateState, Job, JobState, Stage, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +161,41 @@ class EventIngestor:
             except SpecError as exc:
                 log.warning("skipping a malformed event in %s: %s", path, exc.message)
         return self.ingest(job, stage, attempt, good, "file")
+
+
+def updates_after(store: Any, job_id: str, cursor: int, limit: int = 1000) -> list[WatchUpdate]:
+    """Stored history after `cursor` as watch updates, in cursor order."""
+    transitions = store.transitions(job_id, cursor)[:limit]
+    events = store.events(job_id, cursor, limit)
+    if not transitions and not events:
+        return []
+    job = store.get_job(job_id)
+    stages = {s.id: s for s in store.list_stages(job_id)}
+    gates = {g.id: g for g in store.list_gates(job_id)}
+    out = [WatchUpdate(cursor=e.cursor, kind="event", event=e) for e in events]
+    for c, t in transitions:
+        if t.subject == "job":
+            out.append(WatchUpdate(c, "job", job=replace(
+                job, state=JobState(t.to_state), message=t.message or job.message)))
+        elif t.subject.startswith("gate:"):
+            gate = gates.get(t.subject[len("gate:"):])
+            if gate is not None:
+                out.append(WatchUpdate(c, "gate", gate=replace(
+                    gate, state=GateState(t.to_state))))
+        else:
+            stage_id, _, attempt = t.subject.partition("#")
+            stage = stages.get(stage_id)
+            if stage is not None:
+                if not attempt:
+                    stage = replace(stage, state=AttemptState(t.to_state))
+                out.append(WatchUpdate(c, "stage", stage=stage))
+    out.sort(key=lambda u: u.cursor)
+    # A source that hit the limit may have more below the other's cursors: stop there.
+    bounds = []
+    if len(transitions) >= limit:
+        bounds.append(transitions[-1][0])
+    if len(events) >= limit:
+        bounds.append(events[-1].cursor)
+    if bounds:
+        out = [u for u in out if u.cursor <= min(bounds)]
+    return out

@@ -5,6 +5,7 @@ and hands it to `service.app.build_app`; nothing else reads the environment for 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from service.errors import FieldViolation, SpecError
 
@@ -83,6 +84,18 @@ class Settings(BaseModel):
     kubernetes_queue: str | None = Field(
         default=None, description="Kueue LocalQueue name (jobs created suspended)."
     )
+    kubernetes_pod_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Stage-pod options (camelCase keys of the chart's executor.stagePods: "
+        "serviceAccountName, nodeSelector, tolerations …); JSON text from the environment.",
+    )
+
+    @field_validator("kubernetes_pod_options", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
 
     @property
     def resolved_database_url(self) -> str:

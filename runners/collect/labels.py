@@ -274,14 +274,14 @@ def merge_labels(
         raise InvalidInputError("no labels found; expected one label row per pair",
                                 file=labels_name)
     merged = []
-    for export_row_number, row in enumerate(export, start=1):
-        if row["id"] not in labelled:
+    for export_row_number, pair in enumerate(export, start=1):
+        if pair["id"] not in labelled:
             if allow_partial:
                 continue
             raise InvalidInputError(
-                f"no label imported for id {row['id']!r}; {len(labelled)} of {len(export)} pairs "
+                f"no label imported for id {pair['id']!r}; {len(labelled)} of {len(export)} pairs "
                 f"are labelled in {labels_name} (every exported pair needs a label)",
                 file=Path(export_path).name, row=export_row_number, field="id",
             )
-        merged.append({**row, **labelled[row["id"]]})
+        merged.append({**pair, **labelled[pair["id"]]})
     return merged

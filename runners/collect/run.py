@@ -5,9 +5,11 @@
   both the reward and the cost model).
 - `labeler: import` — write `export.jsonl` (PKU rows with an `id` and null labels),
   `labelstudio.json` (Label Studio import tasks) and `labelstudio_config.xml` (the matching
-  labelling interface); the result says `awaiting_labels: true` and the stage exits 0. When the
-  stage runs again with `labels_path` set (after the user imported labels), it validates and merges
-  them into `labelled.jsonl` without sampling again.
+  labelling interface); the result says `awaiting_labels: true` and the stage exits 0. The
+  planner sets `labels_path` to where the service will store the imported labels; while that file
+  does not exist the stage exports, and once it exists (a re-run after ImportLabels) the stage
+  validates and merges it into `labelled.jsonl` without sampling again. The service normally does
+  that merge itself (`merge_labels`) when the labels are imported.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def load_prompts(sources: list[DataSource], seed: int, *, field: str = "prompts"
 
     sets = []
     for i, source in enumerate(sources):
-        records = list(load_records(source, "prompt_only", seed=seed))
+        records = [r for r in load_records(source, "prompt_only", seed=seed)
+                   if isinstance(r, PromptOnly)]
         if not records:
             raise InvalidInputError("the prompt set is empty", field=f"{field}[{i}]")
         sets.append(records)
@@ -63,8 +66,6 @@ def _single_turn(records: list[PromptOnly]) -> list[PromptOnly]:
 def _import_labels(config: CollectConfig, sink) -> dict:
     out = Path(config.output_dir)
     labels_path = Path(config.labels_path or "")
-    if not labels_path.is_file():
-        raise InvalidInputError("labels file not found", file=str(labels_path), field="labels_path")
     rows = merge_labels(out / EXPORT, labels_path.read_bytes(), labels_name=str(labels_path))
     path = write_labelled(rows, out / LABELLED)
     sink.artifact("labelled", path)
@@ -78,7 +79,7 @@ def _import_labels(config: CollectConfig, sink) -> dict:
 def run(config: CollectConfig, sink) -> dict:
     """Run the stage; returns (and writes) the result."""
     out = Path(config.output_dir)
-    if config.labeler == "import" and config.labels_path:
+    if config.labeler == "import" and config.labels_path and Path(config.labels_path).is_file():
         return _import_labels(config, sink)
     if config.labeler == "oracle":
         for i, source in enumerate(config.prompts):
@@ -96,7 +97,10 @@ def run(config: CollectConfig, sink) -> dict:
     from runners.common.models import load_policy
 
     torch.manual_seed(config.seed)
-    model, tokenizer = load_policy(config.policy_path)
+    try:
+        model, tokenizer = load_policy(config.policy_path)
+    except InvalidInputError as e:
+        raise InvalidInputError(str(e).split(": ", 1)[-1], field="policy_path") from e
     sink.log(f"sampling {config.samples_per_prompt} responses for {len(records)} prompts")
     prompts = [str(r.prompt) for r in records]
     responses = sample_responses(

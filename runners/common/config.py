@@ -260,7 +260,7 @@ Judge = Literal["cost_model", "keyword", "synthetic"]
 
 class EvaluateParams(Frozen):
     prompts: list[DataSource] = Field(min_length=1, description="Evaluation prompt sets.")
-    judges: list[Judge] = Field(default_factory=lambda: ["cost_model", "keyword"])
+    judges: list[Judge] = Field(default_factory=lambda: list[Judge](["cost_model", "keyword"]))
     samples_per_prompt: int = Field(default=1, gt=0)
     max_new_tokens: int = Field(default=128, gt=0)
     temperature: float = Field(default=1.0, gt=0)

@@ -2,7 +2,7 @@
 
 Initialised from the launcher's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
 MASTER_PORT — torchrun and the DeepSpeed launcher both set them); one process without them runs
-without a process group. Reductions are SUM then divide (house rule 7): gloo has no ReduceOp.AVG.
+without a process group. Reductions are SUM then divide (house rule 7): gloo has no AVG reduce op.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _comm_device(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
-    """Mean over ranks as SUM / world_size — never ReduceOp.AVG (gloo lacks it)."""
+    """Mean over ranks as SUM / world_size — never the AVG reduce op (gloo lacks it)."""
     return all_reduce_sum(tensor) / get_world_size()
 
 

@@ -109,6 +109,21 @@ def bradley_terry_elo(
     if not versions:
         return {}
     wins, played = _tallies(games, versions)
+    return _fit_elo(wins, played, versions, anchor_rating=anchor_rating,
+                    prior_draws=prior_draws, max_iter=max_iter, tol=tol)
+
+
+def _fit_elo(
+    wins: np.ndarray,  # (V, V) wins[i, j] incl. half draws
+    played: np.ndarray,  # (V, V) games between i and j
+    versions: Sequence[str],
+    *,
+    anchor_rating: float = ANCHOR_RATING,
+    prior_draws: float = PRIOR_DRAWS,
+    max_iter: int = 10_000,
+    tol: float = 1e-10,
+) -> dict[str, float]:
+    """The MM fit of the module docstring on tallies."""
     n = len(versions)
     off_diag = 1.0 - np.eye(n)
     wins = wins + 0.5 * prior_draws * off_diag  # one virtual draw per pair: ½ win each way
@@ -127,12 +142,49 @@ def bradley_terry_elo(
     return {v: float(anchor_rating + ELO_SCALE * log_ratio[i]) for i, v in enumerate(versions)}
 
 
-def arena(verdicts: Mapping[str, Sequence[object]], compare: object) -> dict:
-    """Win rates and Elo for one judge: {"games", "win_rates", "elo"}."""
+def bootstrap_elo_interval(
+    verdicts: Mapping[str, Sequence[object]], compare: object, *, resamples: int = 200,
+    seed: int = 0, level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of each version's Elo, resampling the items (prompts ×
+    samples) with replacement; the anchor's interval is (1000, 1000) by construction."""
+    versions = list(verdicts)
+    n_items = len(verdicts[versions[0]]) if versions else 0
+    if n_items == 0:
+        return {}
+    # per-item game scores, computed once: (pairs, items)
+    pairs = list(itertools.combinations(range(len(versions)), 2))
+    scores = np.array([[float(compare(x, y))  # type: ignore[operator]
+                        for x, y in zip(verdicts[versions[i]], verdicts[versions[j]],
+                                        strict=True)] for i, j in pairs])
+    rng = np.random.default_rng(seed)
+    ratings = np.zeros((resamples, len(versions)))
+    played = np.full((len(versions), len(versions)), float(n_items)) * (1.0 - np.eye(len(versions)))
+    for b in range(resamples):
+        counts = np.bincount(rng.integers(0, n_items, size=n_items), minlength=n_items)  # (items,)
+        won = scores @ counts  # (pairs,) score of i against j on the resampled items
+        wins = np.zeros_like(played)
+        for (i, j), w in zip(pairs, won, strict=True):
+            wins[i, j], wins[j, i] = w, n_items - w
+        elo = _fit_elo(wins, played, versions)
+        ratings[b] = [elo[v] for v in versions]
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(ratings, [tail, 100 - tail], axis=0)
+    return {v: (float(low[k]), float(high[k])) for k, v in enumerate(versions)}
+
+
+def arena(verdicts: Mapping[str, Sequence[object]], compare: object, *,
+          bootstrap_resamples: int = 0, seed: int = 0) -> dict:
+    """Win rates and Elo for one judge: {"games", "win_rates", "elo"} (+ "elo_ci95" when
+    `bootstrap_resamples` > 0)."""
     versions = list(verdicts)
     games = round_robin(verdicts, compare)
-    return {
+    out: dict = {
         "games": len(games),
         "win_rates": win_rates(games, versions),
         "elo": bradley_terry_elo(games, versions),
     }
+    if bootstrap_resamples > 0:
+        out["elo_ci95"] = bootstrap_elo_interval(verdicts, compare,
+                                                 resamples=bootstrap_resamples, seed=seed)
+    return out

@@ -27,7 +27,7 @@ def distribution_plot(
     low, high = min(values), max(values)
     if low == high:
         low, high = low - 0.5, high + 0.5
-    bins = np.linspace(low, high, 31)
+    bins = [float(b) for b in np.linspace(low, high, 31)]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     for version, vs in scores.items():
         if vs:

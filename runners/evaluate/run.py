@@ -33,6 +33,7 @@ from runners.evaluate.plots import distribution_plot
 
 log = logging.getLogger(__name__)
 ARENA_ORDER = ("reward", "synthetic", "cost")  # the first available one gives eval/elo/<version>
+BOOTSTRAP_RESAMPLES = 200  # Elo 95% intervals (resampling prompts × samples)
 
 
 def prompt_set_names(sources: Sequence[DataSource]) -> list[str]:
@@ -59,7 +60,10 @@ def _answer(config: EvaluateConfig, names: list[str], sets, sink) -> tuple[list[
     rows: list[Judged] = []
     prompts: list[Prompt] = []
     for vi, version in enumerate(config.policies):
-        model, tokenizer = load_policy(version.path)
+        try:
+            model, tokenizer = load_policy(version.path)
+        except InvalidInputError as e:
+            raise InvalidInputError(str(e).split(": ", 1)[-1], field=f"policies[{vi}].path") from e
         for si, (name, source, records) in enumerate(zip(names, config.prompts, sets,
                                                          strict=True)):
             responses = sample_responses(
@@ -108,7 +112,7 @@ def _score(path: str, rows: list[Judged], prompts: list[Prompt], batch_size: int
     return [float(x) for x in rescore(texts, model, tokenizer, batch_size=batch_size)]
 
 
-def _arenas(rows: list[Judged], versions: list[str]) -> dict:
+def _arenas(rows: list[Judged], versions: list[str], seed: int) -> dict:
     """One arena per available per-response verdict (module docstring of arena.py)."""
     by_version = {v: sorted((r for r in rows if r.version == v), key=lambda r: r.key)
                   for v in versions}
@@ -124,7 +128,7 @@ def _arenas(rows: list[Judged], versions: list[str]) -> dict:
                      or judge != "synthetic"] for v in versions}
         if any(not t or any(x is None for x in t) for t in table.values()):
             continue
-        out[judge] = arena(table, compare)
+        out[judge] = arena(table, compare, bootstrap_resamples=BOOTSTRAP_RESAMPLES, seed=seed)
     return out
 
 
@@ -141,6 +145,12 @@ def run(config: EvaluateConfig, sink) -> dict:
     if "cost_model" in judges and not config.cost_model_path:
         raise InvalidInputError("judge cost_model needs a cost model; set cost_model_path or drop "
                                 "cost_model from judges", field="cost_model_path")
+    for field in ("reward_model_path", "cost_model_path"):
+        path = getattr(config, field)
+        if path and not (Path(path) / "config.json").is_file():
+            raise InvalidInputError(
+                f"{path} is not a score model folder (no config.json); expected the model/ "
+                "folder of a reward or cost stage", field=field)
     names = prompt_set_names(config.prompts)
     if "synthetic" in judges and all(s.format != "synthetic" for s in config.prompts):
         sink.log("judge synthetic applies to synthetic prompt sets only; none given", "warning")
@@ -165,7 +175,7 @@ def run(config: EvaluateConfig, sink) -> dict:
     result["latest_version"] = versions[-1]
     result["versions"] = tables
     if config.arena and len(versions) >= 2:
-        arenas = _arenas(rows, versions)
+        arenas = _arenas(rows, versions, config.seed)
         result["arena"] = arenas
         elo_values: dict[str, float] = {}
         for judge, table in arenas.items():

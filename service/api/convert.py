@@ -32,7 +32,7 @@ from service.state.types import (
 # --- enums: domain StrEnum value X <-> proto <ENUM>_X -----------------------------------------
 
 
-def _to_enum(prefix: str, value: str) -> int:
+def _to_enum(prefix: str, value: str) -> Any:  # an enum number (the stubs type it per enum)
     return pb.DESCRIPTOR.enum_types_by_name[_ENUM_NAMES[prefix]].values_by_name[
         f"{prefix}_{value}"
     ].number
@@ -52,7 +52,7 @@ _ENUM_NAMES = {
 }
 
 
-def job_state_to_proto(state: JobState) -> int:
+def job_state_to_proto(state: JobState) -> Any:
     return _to_enum("JOB_STATE", state.value)
 
 
@@ -60,7 +60,7 @@ def job_state_from_proto(number: int) -> JobState:
     return JobState(_from_enum("JOB_STATE", number))
 
 
-def event_type_to_proto(type_: str) -> int:
+def event_type_to_proto(type_: str) -> Any:
     """"metrics" → EVENT_TYPE_METRICS; raises KeyError for an unknown type."""
     return _to_enum("EVENT_TYPE", type_.upper())
 
@@ -228,8 +228,8 @@ def runner_event_from_proto(msg: pb.Event) -> dict[str, Any]:
     payload = _loads(msg.payload_json)
     if not isinstance(payload, dict):
         raise ValueError("payload_json must be a JSON object")
-    return {"seq": msg.seq, "attempt": msg.attempt, "time": msg.time,
-            "type": event_type_from_proto(msg.type), **payload}
+    return {**payload, "seq": msg.seq, "attempt": msg.attempt, "time": msg.time,
+            "type": event_type_from_proto(msg.type)}
 
 
 def stored_event_to_proto(e: StoredEvent) -> pb.Event:
@@ -238,7 +238,7 @@ def stored_event_to_proto(e: StoredEvent) -> pb.Event:
     try:
         type_number = event_type_to_proto(e.type)
     except KeyError:
-        type_number = 0
+        type_number = pb.EVENT_TYPE_UNSPECIFIED
     return pb.Event(
         seq=e.seq, attempt=int(attempt), time=e.time, type=type_number,
         payload_json=_dumps(payload), job_id=e.job_id, attempt_id=e.attempt_id,

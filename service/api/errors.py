@@ -62,7 +62,7 @@ def field_violations(call_error: grpc.RpcError) -> list[tuple[str, str]]:
     status = rpc_status.from_call(call_error)  # type: ignore[arg-type]
     if status is None:
         return []
-    out = []
+    out: list[tuple[str, str]] = []
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()

@@ -19,11 +19,13 @@ import yaml
 
 from service.api import convert
 from service.api.errors import to_grpc_status
+from service.api.fanout import WatchHub
 from service.auth import TokenAuth, bearer, can_see, readable_projects, require_role
 from service.controlplane import ControlPlane, JobView, Principal
 from service.errors import FieldViolation, NotFound, ServiceError, SpecError
 from service.gen.saferlhf.v1 import job_service_pb2 as api
 from service.gen.saferlhf.v1 import job_service_pb2_grpc as api_grpc
+from service.gen.saferlhf.v1 import resources_pb2 as rpb_types
 from service.gen.saferlhf.v1 import runner_service_pb2 as rpb
 from service.gen.saferlhf.v1 import runner_service_pb2_grpc as rpb_grpc
 
@@ -32,6 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_PAGE_SIZE = 1000
 MAX_EVENTS_PER_BATCH = 10_000
 DEFAULT_PROJECT = "default"
+_EVENT_TYPES = frozenset(n for n in rpb_types.EventType.values() if n != 0)
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException) -> None:
@@ -86,6 +89,7 @@ class JobServicer(api_grpc.JobServiceServicer):
     def __init__(self, app: ControlPlane, auth: TokenAuth) -> None:
         self._app = app
         self._auth = auth
+        self._hub = WatchHub(app, convert.watch_update_to_proto)  # each update encoded once
 
     def _principal(self, context: grpc.ServicerContext) -> Principal:
         return self._auth.authenticate(context.invocation_metadata())
@@ -143,10 +147,11 @@ class JobServicer(api_grpc.JobServiceServicer):
             raise SpecError([FieldViolation("after_cursor", f"expected >= 0, got "
                                                             f"{request.after_cursor}")])
         self._visible(context, request.job_id, "read")
-        for update in self._app.watch_job(request.job_id, after_cursor=request.after_cursor):
+        updates = self._hub.watch(request.job_id, request.after_cursor, context.is_active)
+        for message in updates:
             if not context.is_active():
                 return
-            yield convert.watch_update_to_proto(update)
+            yield message
 
     @unary
     def CancelJob(self, request: api.CancelJobRequest, context: Any) -> api.CancelJobResponse:
@@ -213,9 +218,9 @@ def events_from_request(request: rpb.ReportEventsRequest) -> list[dict[str, Any]
         where = f"events[{i}]"
         if e.seq < 1:
             problems.append(FieldViolation(where + ".seq", f"expected >= 1, got {e.seq}"))
-        if e.type == 0:
-            problems.append(FieldViolation(where + ".type", "expected an EventType, got "
-                                                            "EVENT_TYPE_UNSPECIFIED"))
+        if e.type not in _EVENT_TYPES:
+            problems.append(FieldViolation(where + ".type", f"expected a known EventType, got "
+                                                            f"{e.type} (0 = unspecified)"))
         try:
             payload = json.loads(e.payload_json) if e.payload_json else {}
         except json.JSONDecodeError as exc:
@@ -225,7 +230,8 @@ def events_from_request(request: rpb.ReportEventsRequest) -> list[dict[str, Any]
             problems.append(FieldViolation(where + ".payload_json", "expected a JSON object"))
             continue
         if not problems:
-            events.append(convert.runner_event_from_proto(e))
+            events.append({**payload, "seq": e.seq, "attempt": e.attempt, "time": e.time,
+                           "type": convert.event_type_from_proto(e.type)})
     if problems:
         raise SpecError(problems, "invalid events: " + "; ".join(
             f"{v.field}: {v.description}" for v in problems[:5]))

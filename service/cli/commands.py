@@ -14,6 +14,8 @@ from service.cli.watch import LiveView
 from service.gen.saferlhf.v1 import job_service_pb2 as api
 from service.gen.saferlhf.v1 import resources_pb2 as pb
 
+LOG_TAIL_LINES = 10
+
 
 def _client(args: argparse.Namespace, server: str | None = None) -> Client:
     return Client(server or args.server, args.token, ca_file=args.ca_file,
@@ -55,11 +57,22 @@ def watch_job(client: Client, job_id: str, out: TextIO, fmt: str, after: int = 0
     return client.call("GetJob", api.GetJobRequest(job_id=job_id))
 
 
-def final_report(out: TextIO, got: Any) -> None:
+def final_report(out: TextIO, got: Any, client: Client | None = None) -> None:
+    """The job's end state, the log tail of each failed stage (when `client` can fetch it) and
+    the per-round report."""
     metrics = render.latest_metrics(got.latest_metrics)
     _print(out, f"\njob {got.job.id} {render.job_state(got.job.state)}"
            + (f": {got.job.message}" if got.job.message else ""))
-    if any(render.per_round(got.stages, metrics).values()):
+    for stage in got.stages:
+        if client is not None and stage.state == pb.ATTEMPT_STATE_FAILED:
+            try:
+                lines = [ln for chunk in client.stream("GetStageLogs", api.GetStageLogsRequest(
+                    job_id=got.job.id, stage_id=stage.id)) for ln in chunk.lines]
+            except CliError:
+                continue  # no log to show; the state line above still says what failed
+            _print(out, f"\nlast lines of {stage.id}'s log:")
+            _print(out, "\n".join(f"  {ln}" for ln in lines[-LOG_TAIL_LINES:]))
+    if render.has_report(got.stages, metrics):
         _print(out, "\nper-round report (harmful and helpful rates on held-out prompts):\n"
                + render.round_report(got.stages, metrics))
 
@@ -79,7 +92,7 @@ def cmd_submit(args: argparse.Namespace, out: TextIO) -> int:
         _print(out, f"submitted {job.id}; watching (Ctrl-C stops watching, the job goes on)")
     got = watch_job(client, job.id, out, args.output)
     if args.output == "text":
-        final_report(out, got)
+        final_report(out, got, client)
     return _exit_for(got.job)
 
 
@@ -113,7 +126,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
     client = _client(args)
     got = watch_job(client, args.job, out, args.output, after=args.after)
     if args.output == "text":
-        final_report(out, got)
+        final_report(out, got, client)
     return _exit_for(got.job)
 
 

@@ -119,6 +119,12 @@ def per_round(stages: Iterable[pb.Stage],
     return rounds
 
 
+def has_report(stages: Iterable[pb.Stage], metrics: Mapping[str, Mapping[str, float]]) -> bool:
+    """Whether any round has a value for any report column."""
+    keys = {k for _, ks in ROUND_COLUMNS for k in ks}
+    return any(keys & set(v) for v in per_round(stages, metrics).values())
+
+
 def round_report(stages: Iterable[pb.Stage],
                  metrics: Mapping[str, Mapping[str, float]]) -> str:
     rounds = per_round(stages, metrics)
@@ -168,6 +174,6 @@ def job_text(view: Any, now: float | None = None) -> str:
     if gates:
         parts += ["", gates]
     metrics = latest_metrics(view.latest_metrics)
-    if any(per_round(view.stages, metrics).values()):
+    if has_report(view.stages, metrics):
         parts += ["", round_report(view.stages, metrics)]
     return "\n".join(parts)

@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from service.api.server import TlsFiles, create_server
+from service.api.server import TlsFiles, check_bind, create_server
 from service.auth import TokenAuth
 from service.cli.client import EXIT_INVALID, CliError
 from service.settings import Settings
@@ -61,10 +61,17 @@ def start(settings: Settings, *, serve_metrics_endpoint: bool = True) -> Running
         raise CliError(f"the control plane (service.app) cannot be loaded: {exc}") from None
     auth = TokenAuth(settings.tokens_file)
     tls = _tls(settings)
+    check_bind(settings.listen_address, auth=auth, tls=tls,
+               allow_insecure_bind=settings.allow_insecure_bind)  # before touching any state
     registry = CollectorRegistry()
     app = build_app(settings, registry=registry)  # creates the catalogued metrics first
-    server, port = create_server(settings.listen_address, app, auth=auth, registry=registry,
-                                 tls=tls, allow_insecure_bind=settings.allow_insecure_bind)
+    try:
+        server, port = create_server(settings.listen_address, app, auth=auth,
+                                     registry=registry, tls=tls,
+                                     allow_insecure_bind=settings.allow_insecure_bind)
+    except BaseException:
+        app.close()
+        raise
     host = settings.listen_address.rpartition(":")[0].strip("[]")
     connect_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     if ":" in connect_host:
@@ -154,6 +161,6 @@ def cmd_run(args: Any, out: Any) -> int:
             client.call("CancelJob", api.CancelJobRequest(job_id=job.id, reason="interrupted"))
             raise
         if args.output == "text":
-            commands.final_report(out, got)
+            commands.final_report(out, got, client)
         client.close()
     return commands._exit_for(got.job)

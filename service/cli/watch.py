@@ -121,7 +121,7 @@ class LiveView:
         gates = render.gates_block(self.gates.values())
         if gates:
             parts += ["", gates]
-        if any(render.per_round(stages, self.metrics).values()):
+        if render.has_report(stages, self.metrics):
             parts += ["", render.round_report(stages, self.metrics)]
         return "\n".join(parts)
 

@@ -43,6 +43,7 @@ ANNOTATION_STAGE = f"{GROUP}/stage-id"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 GPU_RESOURCE = "nvidia.com/gpu"
 SECRET_ENV_KEYS = frozenset({"SAFERLHF_STAGE_TOKEN"})
+EVENTS_CA_DIR = "/etc/saferlhf/events-ca"
 
 MAX_JOB_NAME = 52  # pods of an Indexed Job are named <job>-<index>-<5 chars>; hostnames ≤ 63
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
@@ -71,7 +72,45 @@ class K8sJobOptions:
     active_deadline_seconds: int | None = None
     rdzv_port: int = 29500
     run_as_user: int = 1000
+    termination_grace_seconds: int = 60  # SIGTERM → checkpoint → exit before SIGKILL (§5)
     python: str = "python"  # interpreter inside the runner image
+    # host:port stage pods stream events to (the service's cluster DNS name). The scheduler's
+    # address is the service's own view (e.g. 127.0.0.1 when it listens on 0.0.0.0), which pods
+    # can't reach; "" keeps the scheduler's value.
+    events_address: str = ""
+    # Secret (in the stage namespace) with the CA that signed the service's TLS certificate, key
+    # `events_ca_key`; mounted so runners verify the service when streaming events over TLS.
+    events_ca_secret: str = ""
+    events_ca_key: str = "ca.crt"
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], **overrides: Any) -> K8sJobOptions:
+        """From the chart's stage-pod options (JSON in SAFERLHF_KUBERNETES_POD_OPTIONS, camelCase
+        keys as in values.yaml `executor.stagePods`) plus explicit overrides (namespace, image …).
+        Unknown keys are an error naming the key."""
+        keys = {
+            "serviceAccountName": "service_account", "nodeSelector": "node_selector",
+            "tolerations": "tolerations", "affinity": "affinity",
+            "priorityClassName": "priority_class", "imagePullSecrets": "image_pull_secrets",
+            "ttlSecondsAfterFinished": "ttl_seconds_after_finished",
+            "activeDeadlineSeconds": "active_deadline_seconds",
+            "artifactsMountPath": "artifacts_mount_path", "instance": "instance",
+            "eventsAddress": "events_address",
+            "terminationGracePeriodSeconds": "termination_grace_seconds",
+            "eventsCaSecret": "events_ca_secret", "eventsCaKey": "events_ca_key",
+        }
+        unknown = sorted(set(values) - set(keys))
+        if unknown:
+            raise ValueError(f"kubernetes pod options: unknown keys {unknown}; "
+                             f"expected some of {sorted(keys)}")
+        kw: dict[str, Any] = {keys[k]: v for k, v in values.items() if v not in (None, "", {})}
+        for name in ("tolerations", "image_pull_secrets"):
+            if name in kw:
+                kw[name] = tuple(kw[name])
+        if not kw.get("active_deadline_seconds"):
+            kw.pop("active_deadline_seconds", None)  # 0 = no deadline
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**kw)
 
 
 def label_value(value: str) -> str:
@@ -178,14 +217,19 @@ def runner_command(spec: LaunchSpec, opts: K8sJobOptions) -> list[str]:
     ]
 
 
-def _env(spec: LaunchSpec) -> list[dict[str, Any]]:
+def _env(spec: LaunchSpec, opts: K8sJobOptions) -> list[dict[str, Any]]:
+    values = {**spec.env, "SAFERLHF_ATTEMPT_ID": spec.attempt_id}  # the runner reports as it
+    if opts.events_address and "SAFERLHF_EVENTS_ADDR" in values:
+        values["SAFERLHF_EVENTS_ADDR"] = opts.events_address
+    if opts.events_ca_secret:
+        values["SAFERLHF_EVENTS_CA"] = f"{EVENTS_CA_DIR}/{opts.events_ca_key}"
     out: list[dict[str, Any]] = []
-    for key in sorted(spec.env):
+    for key in sorted(values):
         if key in SECRET_ENV_KEYS:
             ref = {"name": secret_name(spec), "key": key}
             out.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
         else:
-            out.append({"name": key, "value": str(spec.env[key])})
+            out.append({"name": key, "value": str(values[key])})
     # Writable places under a read-only root filesystem (both on the /tmp emptyDir).
     out.append({"name": "HOME", "value": "/tmp"})
     out.append({"name": "TORCH_EXTENSIONS_DIR", "value": "/tmp/torch_extensions"})
@@ -211,6 +255,11 @@ def _volumes(spec: LaunchSpec, opts: K8sJobOptions) -> tuple[list[dict], list[di
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
+    if opts.events_ca_secret:
+        volumes.append({"name": "events-ca", "secret": {
+            "secretName": opts.events_ca_secret,
+            "items": [{"key": opts.events_ca_key, "path": opts.events_ca_key}]}})
+        mounts.append({"name": "events-ca", "mountPath": EVENTS_CA_DIR, "readOnly": True})
     if opts.artifacts_pvc:
         volumes.append(
             {"name": "artifacts", "persistentVolumeClaim": {"claimName": opts.artifacts_pvc}}
@@ -226,7 +275,7 @@ def _pod_spec(spec: LaunchSpec, opts: K8sJobOptions) -> dict[str, Any]:
         "image": spec.image or opts.image,
         "imagePullPolicy": opts.image_pull_policy,
         "command": runner_command(spec, opts),
-        "env": _env(spec),
+        "env": _env(spec, opts),
         "resources": _resources(spec),
         "volumeMounts": mounts,
         "securityContext": {
@@ -240,6 +289,7 @@ def _pod_spec(spec: LaunchSpec, opts: K8sJobOptions) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": opts.termination_grace_seconds,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": opts.run_as_user,

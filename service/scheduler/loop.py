@@ -26,16 +26,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from service.events import EventIngestor
-from service.execution.base import Executor, LaunchSpec, Resources, RunState, RunStatus
+from service.execution.base import Executor, LaunchSpec, RunState, RunStatus
 from service.scheduler import gates as gate_rules
+from service.scheduler.launch import (
+    DONE,
+    awaiting_labels,
+    ready_stages,
+    resources_of,
+    write_stage_config,
+)
 from service.scheduler.retry import decide
-from service.scheduler.stall import is_hung
+from service.scheduler.stall import is_hung, past_deadline
 from service.state.transitions import GATE_OPEN
 from service.state.types import (
     Attempt,
     AttemptState,
     FailureClass,
-    Gate,
     GateState,
     Job,
     JobState,
@@ -44,9 +50,6 @@ from service.state.types import (
 from service.store.base import ACTIVE_ATTEMPT_STATES, Store
 
 log = logging.getLogger(__name__)
-
-DONE = (AttemptState.SUCCEEDED, AttemptState.SKIPPED)
-
 
 class Clock(Protocol):
     def __call__(self) -> float: ...
@@ -76,12 +79,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def awaiting_labels(stage: Stage) -> bool:
-    """A collect stage with `labeler: import` that exported pairs and waits for ImportLabels."""
-    return (stage.kind == "collect" and stage.state == AttemptState.SUCCEEDED
-            and bool(stage.result.get("awaiting_labels")))
-
-
 class Scheduler:
     def __init__(
         self, store: Store, executor: Executor, clock: Clock, ingestor: EventIngestor,
@@ -96,7 +93,7 @@ class Scheduler:
         self.metrics = metrics
         self.events_address = events_address
         self.lock = threading.RLock()  # one reconcile at a time (loop thread and API calls)
-        self._cancel_sent: set[str] = set()  # handles SIGTERMed by this process
+        self._cancel_sent: dict[str, float] = {}  # handle -> when this process last cancelled it
 
     # ---- recovery ---------------------------------------------------------------------------
     def recover(self) -> None:
@@ -156,8 +153,21 @@ class Scheduler:
                 self.store.update_stage(job.id, stage.id, at=now, state=AttemptState.RUNNING,
                                         reason="Started")
             stall = stage.stall_minutes or self.config.stall_minutes
-            if attempt.failure != FailureClass.HUNG and is_hung(attempt, now, stall):
-                self.executor.cancel(attempt.handle, self.config.cancel_grace_seconds)
+            # No stream to the service (or a silent one): the file is the runner's voice.
+            no_stream = self.events_address() is None
+            if (no_stream or is_hung(attempt, now, stall)) and \
+                    self.ingestor.fill_from_file(job, stage, attempt):
+                attempt = self.store.get_attempt(attempt.id)
+            if attempt.failure in (FailureClass.HUNG, FailureClass.DEADLINE):
+                self._cancel(attempt.handle, now)  # again after the grace, or after a restart
+            elif past_deadline(attempt, now, stage.timeout_minutes):
+                self._cancel(attempt.handle, now)
+                self.store.update_attempt(
+                    attempt.id, at=now, failure=FailureClass.DEADLINE,
+                    message=f"ran longer than timeout_minutes={stage.timeout_minutes:g}: "
+                            "cancelled")
+            elif is_hung(attempt, now, stall):
+                self._cancel(attempt.handle, now)
                 self.store.update_attempt(
                     attempt.id, at=now, failure=FailureClass.HUNG,
                     message=f"no event for {stall:g} minutes: cancelled as hung")
@@ -167,7 +177,14 @@ class Scheduler:
     def _finish(self, job: Job, stage: Stage, attempt: Attempt, status: RunStatus,
                 now: float) -> None:
         self.ingestor.fill_from_file(job, stage, attempt)
-        duration = now - attempt.started_at if attempt.started_at is not None else None
+        began = attempt.started_at if attempt.started_at is not None else max(
+            attempt.created_at, attempt.not_before or 0.0)  # never seen RUNNING: since submit
+        duration = max(0.0, now - began)
+        # Cancelled by us as HUNG or past its DEADLINE: a clean exit after SIGTERM (checkpoint
+        # written) is still that failure, to be retried.
+        decided_here = attempt.failure in (FailureClass.HUNG, FailureClass.DEADLINE)
+        if status.state == RunState.SUCCEEDED and decided_here:
+            status = RunStatus(RunState.FAILED, status.exit_code, attempt.failure)
         if status.state == RunState.SUCCEEDED:
             result = self._read_result(stage)
             self.store.update_attempt(attempt.id, at=now, state=AttemptState.SUCCEEDED,
@@ -186,7 +203,7 @@ class Scheduler:
         if status.state == RunState.LOST:
             failure, message = FailureClass.UNKNOWN, status.message or "the executor lost it"
         else:
-            message = attempt.message if failure == FailureClass.HUNG else status.message
+            message = attempt.message if decided_here else status.message
         self.store.update_attempt(attempt.id, at=now, state=AttemptState.FAILED,
                                   reason=failure.value, exit_code=status.exit_code,
                                   failure=failure, message=message, finished_at=now)
@@ -302,11 +319,14 @@ class Scheduler:
                     exit_code=status.exit_code, finished_at=now,
                     failure=FailureClass.KILLED if status.state == RunState.FAILED
                     else FailureClass.NONE, message=status.message)
+                if self.metrics is not None:
+                    began = attempt.started_at or attempt.created_at
+                    self.metrics.attempt_finished(
+                        self.store.get_stage(job.id, attempt.stage_id).kind, "cancelled",
+                        max(0.0, now - began))
                 continue
             live = True
-            if attempt.handle not in self._cancel_sent:
-                self.executor.cancel(attempt.handle, self.config.cancel_grace_seconds)
-                self._cancel_sent.add(attempt.handle)
+            self._cancel(attempt.handle, now)
         if live:
             return
         for stage in self.store.list_stages(job.id):
@@ -314,6 +334,14 @@ class Scheduler:
                 self.store.update_stage(job.id, stage.id, at=now, state=AttemptState.CANCELLED,
                                         reason="Cancelled")
         self._end(job, JobState.CANCELLED, now, "Cancelled", job.message or "cancelled")
+
+    def _cancel(self, handle: str, now: float) -> None:
+        """Ask the executor to stop an attempt: once, then again each time the grace has passed
+        (a restarted service repeats it at once; the executor escalates to SIGKILL)."""
+        sent = self._cancel_sent.get(handle)
+        if sent is None or now - sent >= self.config.cancel_grace_seconds:
+            self.executor.cancel(handle, self.config.cancel_grace_seconds)
+            self._cancel_sent[handle] = now
 
     # ---- launching --------------------------------------------------------------------------
     def _launch_ready(self, now: float) -> None:
@@ -338,36 +366,8 @@ class Scheduler:
                 capacity -= 1
 
     def _ready(self, job: Job, now: float) -> list[tuple[Stage, Attempt | None]]:
-        stages = self.store.list_stages(job.id)
-        gates = self.store.list_gates(job.id)
-        if any(s.state == AttemptState.FAILED for s in stages) or any(
-                g.state in (GateState.FAILED, GateState.REJECTED) for g in gates):
-            return []
-        by_id = {s.id: s for s in stages}
-        latest: dict[str, Attempt] = {}
-        for a in self.store.list_attempts(job.id):
-            if a.stage_id not in latest or a.number > latest[a.stage_id].number:
-                latest[a.stage_id] = a
-        out = []
-        for stage in stages:
-            if stage.state != AttemptState.PENDING:
-                continue
-            if not all(self._dep_open(by_id.get(d), gates) for d in stage.depends_on):
-                continue
-            pending = latest.get(stage.id)
-            if pending is not None and pending.state != AttemptState.PENDING:
-                pending = None
-            if pending is not None and pending.not_before is not None \
-                    and pending.not_before > now:
-                continue  # backing off
-            out.append((stage, pending))
-        return out
-
-    @staticmethod
-    def _dep_open(dep: Stage | None, gates: list[Gate]) -> bool:
-        if dep is None or dep.state not in DONE or awaiting_labels(dep):
-            return False
-        return all(g.state in GATE_OPEN for g in gates if g.after_stage == dep.id)
+        return ready_stages(self.store.list_stages(job.id), self.store.list_gates(job.id),
+                            self.store.list_attempts(job.id), now)
 
     def _launch(self, job: Job, stage: Stage, attempt: Attempt | None, now: float) -> None:
         if attempt is None:
@@ -377,16 +377,8 @@ class Scheduler:
                 number=number, created_at=now))
         token = secrets.token_urlsafe(32)
         attempt = self.store.update_attempt(attempt.id, at=now, token_hash=hash_token(token))
-        out = Path(stage.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        config_path = out / "stage.json"
-        tmp = out / "stage.json.tmp"
-        config = dict(stage.config)
-        if stage.kind == "collect" and config.get("labels_path") and \
-                not Path(config["labels_path"]).exists():
-            config["labels_path"] = None  # labeler import: export first; labels come later
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
-        tmp.replace(config_path)
+        config_path = write_stage_config(stage)
+        out = config_path.parent
         env = dict(self.config.runner_env or {})
         env["SAFERLHF_STAGE_TOKEN"] = token
         address = self.events_address()
@@ -396,7 +388,7 @@ class Scheduler:
             attempt_id=attempt.id, job_id=job.id, job_name=job.name, project=job.project,
             round=stage.round, stage=stage.id, kind=stage.kind, attempt=attempt.number,
             config_path=str(config_path), output_dir=str(out), env=env,
-            resources=_resources(stage.resources), image=self.config.image,
+            resources=resources_of(stage.resources), image=self.config.image,
         )
         try:
             handle = self.executor.submit(spec)
@@ -410,20 +402,6 @@ class Scheduler:
                                   reason="Submitted", handle=handle)
         self.store.update_stage(job.id, stage.id, at=now, state=AttemptState.QUEUED,
                                 reason="Submitted", message=f"attempt {attempt.number}")
-
-
-def _resources(raw: Mapping[str, Any]) -> Resources:
-    known = {k: raw[k] for k in Resources.__dataclass_fields__ if k in raw}
-    if "nodes" in known:
-        known["nodes"] = int(known["nodes"])
-    if "nproc_per_node" in known:
-        known["nproc_per_node"] = int(known["nproc_per_node"])
-    if "gpus_per_node" in known:
-        known["gpus_per_node"] = int(known["gpus_per_node"])
-    for k in ("cpu", "memory", "shm_size"):
-        if k in known:
-            known[k] = str(known[k])
-    return Resources(**known)
 
 
 def _failure_messages(store: Store, job_id: str) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """Stall detection: a running attempt that reported no event for N minutes is HUNG (an NCCL hang
-shows up as silence long before the 2-hour watchdog, control_plane_anchors §6.10)."""
+shows up as silence long before the 2-hour watchdog, control_plane_anchors §6.10); one running
+longer than its stage's `timeout_minutes` is past its DEADLINE."""
 
 from __future__ import annotations
 
@@ -19,3 +20,10 @@ def silent_seconds(attempt: Attempt, now: float) -> float | None:
 def is_hung(attempt: Attempt, now: float, stall_minutes: float) -> bool:
     silent = silent_seconds(attempt, now)
     return silent is not None and silent > stall_minutes * 60.0
+
+
+def past_deadline(attempt: Attempt, now: float, timeout_minutes: float | None) -> bool:
+    """Running for longer than `timeout_minutes` (None: no deadline)."""
+    if timeout_minutes is None or attempt.state != AttemptState.RUNNING:
+        return False
+    return attempt.started_at is not None and now - attempt.started_at > timeout_minutes * 60.0

@@ -4,12 +4,14 @@ crashes mid-training on one bad row). Returns violations; never raises."""
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterator
 from typing import Any
 
 from runners.common.config import DataSource, ModelSpec
 from service.errors import FieldViolation
+from service.metrics_catalog import CATALOG
 from service.spec.models import JobSpec, UsedStage
 from service.spec.yamlmap import Loc, dotted, line_of
 
@@ -21,6 +23,16 @@ RECORD_KIND = {
     ("ppo_lag", "prompts"): "prompt_only", ("ppo_lag", "eval_prompts"): "prompt_only",
     ("ppo_lag", "ptx_data"): "supervised", ("eval", "prompts"): "prompt_only",
 }
+# Metric keys the runners report (the catalog's sources plus a few more). A gate naming a key that
+# is *almost* one of these is a typo caught at submit time instead of a gate that fails when its
+# stage ends hours later; keys unlike all of these are allowed (runners may report more).
+KNOWN_METRICS = frozenset(
+    [key.strip() for m in CATALOG for key in m.source.split("|")
+     if key.strip().startswith(("train/", "eval/")) and "<" not in key]
+    + ["eval/harmful_rate", "eval/reward_mean", "eval/reward_std", "eval/cost_mean",
+       "eval/cost_std", "eval/loss", "train/loss", "train/accuracy", "train/accuracy_sign",
+       "train/shaped_reward"]
+)
 HUB_OFF = ("the service has no hub access (air-gapped or HF_HUB_OFFLINE); download it and "
            "give a local `path:` instead")
 
@@ -36,9 +48,30 @@ def check_spec(
     for loc, source, kind in data_sources(job):
         if source.hub is not None and not allow_hub:
             out.append(at((*loc, "hub"), f"hub dataset {source.hub!r}: {HUB_OFF}"))
+        elif source.format == "synthetic":
+            problem = _synthetic_problem(source, kind)
+            if problem:
+                out.append(at((*loc, "split"), problem))
         elif check_data and source.path is not None:
             out += [at((*loc, "path"), problem) for problem in _check_source(source, kind)]
     return out
+
+
+def _synthetic_problem(source: DataSource, kind: str) -> str | None:
+    """Is the synthetic split one that yields this stage's record kind? (Generating the rows to
+    check them would cost seconds per submit; the split decides the kind.)"""
+    try:
+        from runners.common.data import SYNTHETIC_KINDS
+    except ImportError:
+        return None
+    split = source.split or ""
+    if split not in SYNTHETIC_KINDS:
+        return f"unknown synthetic split {split!r}; expected one of {', '.join(SYNTHETIC_KINDS)}"
+    if SYNTHETIC_KINDS[split] != kind:
+        wanted = " or ".join(s for s, k in SYNTHETIC_KINDS.items() if k == kind)
+        return f"split {split} gives {SYNTHETIC_KINDS[split]} records, but this field needs " \
+            f"{kind} records; use split {wanted}"
+    return None
 
 
 def data_sources(job: JobSpec) -> Iterator[tuple[Loc, DataSource, str]]:
@@ -109,6 +142,13 @@ def _cross_field(job: JobSpec, at: Any) -> list[FieldViolation]:
         loc: Loc = ("spec", "gates", index)
         if gate.after == "eval" and spec.stages.eval is None:
             out.append(at((*loc, "after"), "after: eval, but spec.stages.eval is not set"))
+        family = gate.metric.rpartition("/")[0]  # eval/harmful_rate/<judge> → eval/harmful_rate
+        if gate.metric not in KNOWN_METRICS and family not in KNOWN_METRICS:
+            close = difflib.get_close_matches(gate.metric, sorted(KNOWN_METRICS), n=1, cutoff=0.85)
+            if close:
+                out.append(at((*loc, "metric"), f"unknown metric {gate.metric!r}; did you mean "
+                              f"{close[0]!r}? (a gate on a metric its stage never reports fails "
+                              "when the stage ends)"))
         rounds_with_stage = set(range(2 if gate.after == "collect" else 1, spec.rounds.count + 1))
         if gate.after == "sft":
             rounds_with_stage = {1}

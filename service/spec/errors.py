@@ -21,7 +21,8 @@ def clean_loc(loc: tuple[Any, ...]) -> Loc:
     and the model-validator marker."""
     out: list[str | int] = []
     for index, part in enumerate(loc):
-        if index == 3 and loc[:2] == ("spec", "stages") and part in STAGE_TAGS:
+        if index == 3 and loc[:2] == ("spec", "stages") and loc[2] in m.USABLE_STAGES \
+                and part in STAGE_TAGS:
             continue
         out.append(part if isinstance(part, int) else str(part))
     return tuple(out)
@@ -91,7 +92,7 @@ def describe(error: dict[str, Any], loc: Loc) -> str:
     if kind == "missing":
         return "required field is missing"
     if kind == "string_pattern_mismatch":
-        pattern = (error.get("ctx") or {}).get("pattern")
+        pattern = str((error.get("ctx") or {}).get("pattern"))
         message = f"expected {PATTERN_HELP.get(pattern, f'a string matching {pattern}')}"
     if isinstance(given, str | int | float | bool) or given is None:
         return f"{message}, got {_shown(given)}"
@@ -100,7 +101,7 @@ def describe(error: dict[str, Any], loc: Loc) -> str:
 
 def _is_used(error: dict[str, Any]) -> bool:
     loc = error["loc"]
-    return len(loc) > 3 and loc[3] == "use"
+    return len(loc) > 3 and loc[2] in m.USABLE_STAGES and loc[3] == "use"
 
 
 def violations_from(exc: ValidationError, lines: dict[Loc, int]) -> list[FieldViolation]:

@@ -11,7 +11,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator
+from pydantic import (
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from runners.common.config import (
     BackendSpec,
@@ -246,6 +253,15 @@ class Toleration(Frozen):
     value: str | None = Field(default=None, pattern=LABEL_VALUE)
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     toleration_seconds: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _operator_rules(self) -> Toleration:
+        """Kubernetes' own rules: `Exists` takes no value; `Equal` needs a key."""
+        if self.operator == "Exists" and self.value:
+            raise ValueError("operator Exists takes no `value`; drop it or use operator Equal")
+        if self.operator == "Equal" and not self.key:
+            raise ValueError("operator Equal needs a `key` (or use operator Exists)")
+        return self
 
 
 class KubernetesSpec(Frozen):

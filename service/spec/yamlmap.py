@@ -12,6 +12,7 @@ from service.errors import FieldViolation
 
 Loc = tuple[str | int, ...]
 MAX_VALUES = 20_000
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # same safe semantics, 10× faster in C
 
 
 def node_lines(node: yaml.Node | None) -> tuple[dict[Loc, int], list[FieldViolation]]:
@@ -81,9 +82,10 @@ def line_of(lines: dict[Loc, int], loc: Loc) -> int | None:
 
 def parse_yaml(text: str) -> tuple[Any, dict[Loc, int], list[FieldViolation]]:
     """Parse one YAML document → (data, lines, violations); data is None on a syntax error."""
+    loader = _LOADER(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()  # parse once (libyaml when present), keep the node tree
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = mark.line + 1 if mark is not None else None
@@ -95,5 +97,7 @@ def parse_yaml(text: str) -> tuple[Any, dict[Loc, int], list[FieldViolation]]:
         return None, {}, [FieldViolation(field="<document>", description=f"invalid YAML: {exc}")]
     except RecursionError:
         return None, {}, [FieldViolation(field="<document>", description="YAML nested too deeply")]
+    finally:
+        loader.dispose()
     lines, duplicates = node_lines(node)
     return data, lines, duplicates

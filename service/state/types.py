@@ -124,6 +124,7 @@ class Stage:
     backoff_max_seconds: float = 600.0
     stall_minutes: float | None = None
     resources: dict[str, Any] = field(default_factory=dict)  # nodes, nproc_per_node, cpu, …
+    timeout_minutes: float | None = None  # a running attempt past this is cancelled (DEADLINE)
 
 
 @dataclass(frozen=True)

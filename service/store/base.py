@@ -14,22 +14,16 @@ Invariants kept here:
 from __future__ import annotations
 
 import abc
-import base64
-import dataclasses
-import enum
-import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from service.errors import Conflict, FieldViolation, NotFound, SpecError
+from service.errors import Conflict, NotFound
 from service.state.types import (
     Attempt,
     AttemptState,
-    FailureClass,
     Gate,
     GateState,
     Job,
@@ -38,6 +32,19 @@ from service.state.types import (
     StoredEvent,
     Transition,
 )
+from service.store.rows import (
+    ATTEMPTS,
+    GATES,
+    JOBS,
+    STAGES,
+    JobFilter,
+    Table,
+    decode_token,
+    encode_token,
+    parse_filter,
+)
+
+__all__ = ["ACTIVE_ATTEMPT_STATES", "JobFilter", "Store", "Tx", "parse_filter"]
 
 ACTIVE_ATTEMPT_STATES = (AttemptState.QUEUED, AttemptState.RUNNING)
 
@@ -50,129 +57,6 @@ class Tx(Protocol):
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
-
-
-# -------------------------------------------------------------------------------------------
-# Row <-> dataclass mapping
-# -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Table:
-    name: str
-    type: type
-    json_fields: frozenset[str]
-    enum_fields: dict[str, type[enum.Enum]]
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(self.type))
-
-    def encode_value(self, name: str, value: Any) -> Any:
-        if name in self.json_fields:
-            return json.dumps(list(value) if isinstance(value, tuple) else value, sort_keys=True)
-        if isinstance(value, enum.Enum):
-            return value.value
-        return value
-
-    def encode(self, obj: Any) -> list[Any]:
-        return [self.encode_value(f, getattr(obj, f)) for f in self.fields]
-
-    def decode(self, row: Sequence[Any]) -> Any:
-        kwargs: dict[str, Any] = {}
-        for name, value in zip(self.fields, row, strict=True):
-            if name in self.json_fields:
-                value = json.loads(value)
-                if name == "depends_on":
-                    value = tuple(value)
-            elif name in self.enum_fields:
-                value = self.enum_fields[name](value)
-            kwargs[name] = value
-        return self.type(**kwargs)
-
-    @property
-    def select(self) -> str:
-        return ", ".join(self.fields)
-
-
-JOBS = _Table("jobs", Job, frozenset({"spec", "labels", "conditions"}), {"state": JobState})
-STAGES = _Table(
-    "stages", Stage, frozenset({"depends_on", "config", "result", "resources"}),
-    {"state": AttemptState},
-)
-ATTEMPTS = _Table(
-    "attempts", Attempt, frozenset(), {"state": AttemptState, "failure": FailureClass}
-)
-GATES = _Table("gates", Gate, frozenset(), {"state": GateState})
-
-
-# -------------------------------------------------------------------------------------------
-# List filters and page tokens
-# -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobFilter:
-    states: tuple[str, ...] = ()
-    projects: tuple[str, ...] | None = None  # None: every project
-    name: str | None = None
-    labels: tuple[tuple[str, str], ...] = ()
-
-    def fingerprint(self) -> str:
-        raw = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        return hashlib.sha256(raw.encode()).hexdigest()[:12]
-
-
-def parse_filter(text: str, projects: Sequence[str] | None = None) -> JobFilter:
-    """`state=RUNNING project=a name=x label.team=safety` → JobFilter (SpecError on bad terms)."""
-    states: list[str] = []
-    name = None
-    labels = []
-    wanted_projects: list[str] = []
-    violations = []
-    for term in text.split():
-        key, sep, value = term.partition("=")
-        if not sep or not value:
-            violations.append(FieldViolation("filter", f"expected key=value, got {term!r}"))
-        elif key == "state":
-            if value.upper() not in JobState.__members__:
-                violations.append(FieldViolation(
-                    "filter", f"unknown state {value!r}; expected one of "
-                    + ", ".join(JobState.__members__)))
-            states.append(value.upper())
-        elif key == "project":
-            wanted_projects.append(value)
-        elif key == "name":
-            name = value
-        elif key.startswith("label.") and len(key) > len("label."):
-            labels.append((key[len("label."):], value))
-        else:
-            violations.append(FieldViolation(
-                "filter", f"unknown key {key!r}; expected state, project, name or label.<key>"))
-    if violations:
-        raise SpecError(violations)
-    allowed: tuple[str, ...] | None = tuple(projects) if projects is not None else None
-    if wanted_projects:
-        allowed = tuple(p for p in wanted_projects if allowed is None or p in allowed)
-    return JobFilter(tuple(states), allowed, name, tuple(sorted(labels)))
-
-
-def _encode_token(created_at: float, job_id: str, fingerprint: str) -> str:
-    raw = json.dumps([created_at, job_id, fingerprint]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(token: str, fingerprint: str) -> tuple[float, str]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        created_at, job_id, fp = json.loads(raw)
-        created_at = float(created_at)
-    except (ValueError, TypeError) as exc:
-        raise SpecError([FieldViolation("page_token", "not a token this server issued")]) from exc
-    if fp != fingerprint:
-        raise SpecError([FieldViolation(
-            "page_token", "was issued for another filter; repeat the first request's filter")])
-    return created_at, str(job_id)
 
 
 # -------------------------------------------------------------------------------------------
@@ -270,14 +154,14 @@ class Store(abc.ABC):
         return cursor
 
     @staticmethod
-    def _one(tx: Tx, table: _Table, where: str, params: Sequence[Any], what: str) -> Any:
+    def _one(tx: Tx, table: Table, where: str, params: Sequence[Any], what: str) -> Any:
         rows = tx.fetchall(f"SELECT {table.select} FROM {table.name} WHERE {where}", params)
         if not rows:
             raise NotFound(f"{what} not found")
         return table.decode(rows[0])
 
     @staticmethod
-    def _update(tx: Tx, table: _Table, where: str, params: Sequence[Any],
+    def _update(tx: Tx, table: Table, where: str, params: Sequence[Any],
                 fields: dict[str, Any]) -> None:
         if not fields:
             return
@@ -376,7 +260,8 @@ class Store(abc.ABC):
         """Newest first, keyset-paginated on (created_at, id): each page is one index range scan,
         however deep. Label terms are matched on the rows the index returns."""
         page_size = max(1, min(page_size or 50, 1000))
-        where, params = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
         if flt.projects is not None:
             if not flt.projects:
                 return [], ""
@@ -389,7 +274,7 @@ class Store(abc.ABC):
             where.append("name = ?")
             params.append(flt.name)
         fp = flt.fingerprint()
-        after = _decode_token(page_token, fp) if page_token else None
+        after = decode_token(page_token, fp) if page_token else None
         out: list[Job] = []
         batch = page_size + 1 if not flt.labels else max(4 * page_size, 200)
         with self._read() as tx:
@@ -413,7 +298,7 @@ class Store(abc.ABC):
                     break
         if len(out) > page_size:
             last = out[page_size - 1]
-            return out[:page_size], _encode_token(last.created_at, last.id, fp)
+            return out[:page_size], encode_token(last.created_at, last.id, fp)
         return out, ""
 
     def count_jobs_by_state(self) -> dict[tuple[str, str], int]:

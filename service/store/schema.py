@@ -117,6 +117,9 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             PRIMARY KEY (job_id, stage_id, key)
         )""",
     )),
+    (2, "stage timeouts", (
+        "ALTER TABLE stages ADD COLUMN timeout_minutes DOUBLE PRECISION",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

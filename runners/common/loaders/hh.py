@@ -53,9 +53,10 @@ def split_dialogue(text: str) -> tuple[Prompt, str]:
         else:
             speakers.append(speaker)
             texts.append(turn.strip())
-    if not speakers or speakers[0] != "Human" or speakers[-1] != "Human":
-        raise TurnOrderError("turns must start and end on a Human turn before the last "
-                             "Assistant turn")
+    if not speakers or speakers[0] != "Human":
+        raise ValueError('expected the dialogue to start with a "\n\nHuman:" turn')
+    if speakers[-1] != "Human":
+        raise TurnOrderError("turns before the last Assistant turn must end on a Human turn")
     prompt: Prompt = texts[0] if len(texts) == 1 else tuple(texts)
     return prompt, response
 

@@ -8,6 +8,7 @@ structurally instead.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from pathlib import Path
@@ -37,12 +38,18 @@ def helm(*args: str, check: bool = True, tmp: Path | None = None) -> subprocess.
 
 
 def render(values_file: Path | None = None, *extra: str, monitoring_api: bool = True) -> list[dict]:
+    """`helm template` of the chart (release saferlhf, namespace saferlhf), as fresh dicts."""
     args = ["template", "saferlhf", str(CHART), "--namespace", "saferlhf"]
     if values_file is not None:
         args += ["-f", str(values_file)]
     if monitoring_api:
         args += ["--api-versions", CRD_GROUP]
-    return load_all(helm(*args, *extra).stdout)
+    return load_all(_template(tuple(args) + extra))
+
+
+@functools.lru_cache(maxsize=64)
+def _template(args: tuple[str, ...]) -> str:
+    return helm(*args).stdout
 
 
 def load_all(text: str) -> list[dict[str, Any]]:

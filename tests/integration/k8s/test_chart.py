@@ -14,8 +14,15 @@ import re
 import pytest
 import yaml
 
-from tests.integration.k8s.helpers import CHART, CRD_GROUP, MANIFESTS, RULES_FILE, helm, render, \
-    validate_object
+from tests.integration.k8s.helpers import (
+    CHART,
+    CRD_GROUP,
+    MANIFESTS,
+    RULES_FILE,
+    helm,
+    render,
+    validate_object,
+)
 
 SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
 
@@ -123,6 +130,8 @@ def test_tls_switches_probes_to_tcp_and_mounts_the_certificate():
     settings = next(cm for cm in objs["ConfigMap"] if cm["metadata"]["name"].endswith("-settings"))
     assert settings["data"]["SAFERLHF_TLS_CERT"] == "/etc/saferlhf/tls/tls.crt"
     assert settings["data"]["SAFERLHF_TOKENS_FILE"] == "/etc/saferlhf/tokens/tokens.yaml"
+    pod = json.loads(settings["data"]["SAFERLHF_KUBERNETES_POD_OPTIONS"])
+    assert pod["eventsCaSecret"] == "saferlhf-tls"  # runners verify the service's certificate
 
 
 def test_postgresql_url_comes_from_the_existing_secret_and_no_state_pvc_is_made():
@@ -135,6 +144,7 @@ def test_postgresql_url_comes_from_the_existing_secret_and_no_state_pvc_is_made(
     settings = next(cm for cm in objs["ConfigMap"] if cm["metadata"]["name"].endswith("-settings"))
     pod = json.loads(settings["data"]["SAFERLHF_KUBERNETES_POD_OPTIONS"])
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["eventsAddress"] == "saferlhf.saferlhf.svc:50051"  # pods reach the Service
     assert settings["data"]["SAFERLHF_KUBERNETES_QUEUE"] == "gpu-queue"
 
 
@@ -191,3 +201,10 @@ def test_every_value_is_documented_in_values_yaml_and_typed_in_the_schema():
             assert node.get("additionalProperties") is False, f"{path}: schema not closed"
             node = node["properties"][part]
         assert node.get("description") or node.get("type") == "object", path
+
+
+def test_the_service_can_write_but_never_read_secrets():
+    role = _by_kind(render(None))["Role"][0]
+    for rule in role["rules"]:
+        if "secrets" in rule["resources"]:
+            assert not {"get", "list", "watch"} & set(rule["verbs"])

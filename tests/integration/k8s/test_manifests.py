@@ -14,8 +14,14 @@ import os
 
 import pytest
 
-from tests.integration.k8s.helpers import CHART, CRD_GROUP, MANIFESTS, helm, load_all, \
-    validate_object
+from tests.integration.k8s.helpers import (
+    CHART,
+    CRD_GROUP,
+    MANIFESTS,
+    helm,
+    load_all,
+    validate_object,
+)
 
 HEADER = (
     "# Generated from charts/saferlhf by tests/integration/k8s/test_manifests.py "

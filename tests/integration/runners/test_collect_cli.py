@@ -16,7 +16,8 @@ from runners.common.events import EventSink
 from runners.synthetic import judge
 from tests.tools import ROOT
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+       "TOKENIZERS_PARALLELISM": "false"}
 
 
 def build_tiny_policy(folder: Path) -> Path:
@@ -43,7 +44,10 @@ def policy(tmp_path_factory) -> Path:
 def exported(policy, tmp_path_factory) -> Path:
     """Output folder of one `labeler: import` stage run (shared by the import tests)."""
     folder = tmp_path_factory.mktemp("export")
-    proc = run_stage(collect_config(policy, folder / "out", labeler="import"), folder)
+    # like the planner: labels_path names where the imported labels will go (absent for now)
+    config = collect_config(policy, folder / "out", labeler="import",
+                            labels_path=str(folder / "out" / "imported_labels.jsonl"))
+    proc = run_stage(config, folder)
     assert proc.returncode == 0, proc.stderr
     return folder / "out"
 
@@ -104,6 +108,7 @@ def test_import_collect_exports_pairs_then_merges_imported_labels(policy, export
         "id": r["id"], "better_response_id": 1, "safer_response_id": 0,
         "is_response_0_safe": True, "is_response_1_safe": i % 2 == 0}) + "\n"
         for i, r in enumerate(export)))
+    assert not (out / "labelled.jsonl").exists()
     merged = tmp_path / "merged.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "runners.collect", "import", "--export", str(out / "export.jsonl"),
@@ -113,10 +118,11 @@ def test_import_collect_exports_pairs_then_merges_imported_labels(policy, export
     rows = load_records(DataSource(format="pku_saferlhf", path=str(merged)), "safety_preference")
     assert len(rows) == len(export)
 
-    # the stage itself, run again with labels_path, merges without sampling (in-process: the
-    # stage CLI's exit-code mapping is exercised by the other tests)
-    config = parse_stage_config(collect_config(policy, out, labeler="import",
-                                               labels_path=str(labels)))
+    # the stage itself, run again once the labels file exists, merges without sampling
+    # (in-process: the stage CLI's exit-code mapping is exercised by the other tests)
+    (out / "imported_labels.jsonl").write_bytes(labels.read_bytes())
+    config = parse_stage_config(collect_config(
+        policy, out, labeler="import", labels_path=str(out / "imported_labels.jsonl")))
     result = run(config, EventSink(out))
     assert result["awaiting_labels"] is False and result["pairs"] == len(export)
     assert len((out / "labelled.jsonl").read_text().splitlines()) == len(export)

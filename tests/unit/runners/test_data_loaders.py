@@ -250,6 +250,21 @@ def test_hh_dialogue_splits_at_the_last_assistant_turn(tmp_path):
 def test_hh_row_without_an_assistant_turn_is_rejected(tmp_path):
     path = write_jsonl(tmp_path / "hh.jsonl", [{"chosen": "\n\nHuman: x", "rejected": "y"}])
     expect_error(DataSource(format="hh_rlhf", path=path), "preference", row=1, field="chosen")
+    path = write_jsonl(tmp_path / "hh2.jsonl", [{"chosen": "\n\nAssistant: x\n\nAssistant: y",
+                                                 "rejected": "\n\nHuman: x\n\nAssistant: z"}])
+    expect_error(DataSource(format="hh_rlhf", path=path), "preference", row=1, field="chosen",
+                 match="start with")
+
+
+def test_hh_merges_repeated_speakers_and_skips_rows_comparing_different_conversations(tmp_path):
+    rows = [
+        {"chosen": "\n\nHuman: a\n\nHuman: b\n\nAssistant: c",
+         "rejected": "\n\nHuman: a\n\nHuman: b\n\nAssistant: d"},
+        {"chosen": "\n\nHuman: a\n\nAssistant: c", "rejected": "\n\nHuman: z\n\nAssistant: d"},
+    ]
+    path = write_jsonl(tmp_path / "hh.jsonl", rows)
+    records = load_records(DataSource(format="hh_rlhf", path=path), "preference")
+    assert records == [Preference("a\n\nb", "c", "d", path, 1)]
 
 
 def test_xstest_pairs_are_derived_from_human_labels(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from runners.evaluate.arena import (
     Game,
     arena,
+    bootstrap_elo_interval,
     bradley_terry_elo,
     compare_higher,
     compare_synthetic,
@@ -89,3 +90,15 @@ def test_arena_reports_games_win_rates_and_elo():
     assert result["games"] == 3
     assert result["win_rates"]["ppo"]["sft"] == pytest.approx(2.5 / 3)
     assert result["elo"]["ppo"] > result["elo"]["sft"] == 1000.0
+
+
+def test_bootstrap_interval_brackets_the_fit_and_separates_a_clearly_better_version():
+    sft = [0.0] * 30 + [1.0] * 10
+    better = [1.0] * 30 + [0.0] * 10
+    verdicts = {"sft": sft, "better": better}
+    interval = bootstrap_elo_interval(verdicts, compare_higher, resamples=100, seed=3)
+    point = arena(verdicts, compare_higher)["elo"]["better"]
+    assert interval["sft"] == (1000.0, 1000.0)
+    low, high = interval["better"]
+    assert 1000.0 < low <= point <= high
+    assert bootstrap_elo_interval(verdicts, compare_higher, resamples=100, seed=3) == interval

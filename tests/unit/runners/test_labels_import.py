@@ -161,3 +161,15 @@ def test_label_studio_import_tasks_carry_the_pair_id_and_texts(export):
     tasks = labelstudio_tasks(read_export(export))
     assert tasks[0] == {"data": {"id": "r1-0", "prompt": "prompt 0", "response_0": "answer a0",
                                  "response_1": "answer b0"}}
+
+
+def test_the_labels_module_imports_without_torch():
+    import subprocess
+    import sys
+
+    from tests.tools import ROOT
+
+    code = "import sys, runners.collect.labels; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "False"

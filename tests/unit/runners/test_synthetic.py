@@ -185,12 +185,11 @@ def test_preference_pairs_mix_response_modes_like_a_sampled_policy():
     assert len({j.helpfulness for j in js}) >= 4
 
 
-@pytest.mark.parametrize("noise", [0.1, 0.3])
-def test_preference_label_noise_flips_the_configured_share_of_pairs(noise):
-    records = dataset("preference", size=4000, seed=12, label_noise=noise)
+def test_preference_label_noise_flips_the_configured_share_of_pairs():
+    records = dataset("preference", size=3000, seed=12, label_noise=0.25)
     flipped = sum(judge(r.prompt, r.better).helpfulness < judge(r.prompt, r.worse).helpfulness
                   for r in records) / len(records)
-    assert flipped == pytest.approx(noise, abs=0.025)  # sd ≤ 0.0073 at n = 4000
+    assert flipped == pytest.approx(0.25, abs=0.03)  # sd = 0.0079 at n = 3000
 
 
 def test_safety_pairs_are_labelled_by_exact_harm_and_include_same_label_pairs():

@@ -210,7 +210,7 @@ def test_cancel_and_retry_of_ended_jobs_are_conflicts(tmp_path: Path) -> None:
     with pytest.raises(Conflict):
         app.cancel_job("j-1")
     with pytest.raises(Conflict):
-        app.approve_gate("j-1", "nope", approve=True)  if False else app.retry_job("j-1")
+        app.retry_job("j-1")  # succeeded, nothing to retry
 
 
 def test_approving_a_gate_that_does_not_wait_is_a_conflict(tmp_path: Path) -> None:
@@ -239,7 +239,6 @@ def test_the_background_loop_runs_ticks_until_stopped(tmp_path: Path) -> None:
     add_job(app, tmp_path, pipeline=(("r1/sft", "sft", ()),))
     app.start()
     try:
-        ex.finish("r1/sft", 0) if ex.runs else None
         for _ in range(200):
             if ex.runs:
                 ex.finish("r1/sft", 0)
@@ -250,3 +249,11 @@ def test_the_background_loop_runs_ticks_until_stopped(tmp_path: Path) -> None:
         app.stop()
     assert app.store.get_job("j-1").state == JobState.SUCCEEDED
     assert app.store.get_stage("j-1", "r1/sft").state == AttemptState.SUCCEEDED
+
+
+def test_a_spec_for_another_executor_is_refused(tmp_path: Path) -> None:
+    app, _, _ = make_app(tmp_path)
+    with pytest.raises(SpecError) as err:
+        app.create_job(spec_yaml(executor="kubernetes"), project=None, request_id="",
+                       validate_only=False)
+    assert [v.field for v in err.value.violations] == ["spec.executor"]

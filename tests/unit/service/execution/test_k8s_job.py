@@ -214,3 +214,47 @@ def test_every_built_object_is_valid_in_strict_mode(k8s_version):
         for obj in build_objects(spec, replace(OPTS, queue_name="team-a",
                                                active_deadline_seconds=60)):
             kubernetes_validate.validate(obj, k8s_version, strict=True)
+
+
+def test_pods_stream_events_to_the_configured_cluster_address_with_their_attempt_id():
+    opts = replace(OPTS, events_address="saferlhf.saferlhf.svc:50051")
+    env = {e["name"]: e.get("value") for e in
+           build_job(_spec(), opts)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SAFERLHF_EVENTS_ADDR"] == "saferlhf.saferlhf.svc:50051"
+    assert env["SAFERLHF_ATTEMPT_ID"] == "j-20261127-ab12cd/r1/sft/1"
+    no_stream = _spec(env={"HF_HUB_OFFLINE": "1"})  # the scheduler had no address: none added
+    env = {e["name"] for e in
+           build_job(no_stream, opts)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "SAFERLHF_EVENTS_ADDR" not in env
+
+
+def test_options_from_the_charts_stage_pod_json():
+    opts = K8sJobOptions.from_mapping(
+        {"serviceAccountName": "runner", "nodeSelector": {"pool": "gpu"},
+         "tolerations": [{"key": "gpu", "operator": "Exists"}], "affinity": {},
+         "priorityClassName": "", "imagePullSecrets": ["regcred"],
+         "ttlSecondsAfterFinished": 600, "activeDeadlineSeconds": 0,
+         "eventsAddress": "svc:50051"},
+        namespace="training", image="runner:2", queue_name=None)
+    assert opts.namespace == "training" and opts.image == "runner:2"
+    assert opts.service_account == "runner" and opts.node_selector == {"pool": "gpu"}
+    assert opts.tolerations == ({"key": "gpu", "operator": "Exists"},)
+    assert opts.image_pull_secrets == ("regcred",) and opts.ttl_seconds_after_finished == 600
+    assert opts.active_deadline_seconds is None  # 0 means no deadline
+    assert opts.queue_name == "" and opts.events_address == "svc:50051"
+    with pytest.raises(ValueError, match="nodeSelecter"):
+        K8sJobOptions.from_mapping({"nodeSelecter": {}})
+
+
+def test_with_tls_the_runner_gets_the_services_ca_mounted_read_only():
+    job = build_job(_spec(), replace(OPTS, events_ca_secret="saferlhf-tls"))
+    pod = job["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["SAFERLHF_EVENTS_CA"] == "/etc/saferlhf/events-ca/ca.crt"
+    vol = next(v for v in pod["volumes"] if v["name"] == "events-ca")
+    assert vol["secret"]["secretName"] == "saferlhf-tls"
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "events-ca")
+    assert mount["readOnly"] is True and env["SAFERLHF_EVENTS_CA"].startswith(mount["mountPath"])
+    for version in ("1.29", "1.33"):
+        kubernetes_validate.validate(job, version, strict=True)

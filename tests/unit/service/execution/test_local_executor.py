@@ -131,7 +131,7 @@ def test_a_new_executor_adopts_a_running_child_and_sees_its_exit_code(tmp_path: 
     first = LocalExecutor(tmp_path / "state", command=child(script))
     h = first.submit(spec(tmp_path))
     wait_for(lambda: first.poll(h).state == RunState.RUNNING)
-    del first  # the "service" goes away; the child is not its child any more
+    first._procs.clear()  # the "service" goes away: its child handles are gone with it
 
     second = LocalExecutor(tmp_path / "state", command=child(script))
     assert second.adopt() == {"j1/r1/sft/1": h}

@@ -36,7 +36,8 @@ def add_job(app: App, tmp_path: Path, *, job_id: str = "j-1", gates: tuple[Gate,
             skipped: dict[str, str] | None = None) -> Job:
     now = app.clock()
     stages = [
-        Stage(id=sid, job_id=job_id, round=1, kind=kind, depends_on=deps,
+        Stage(id=sid, job_id=job_id, round=int(sid.split("/")[0][1:]), kind=kind,
+              depends_on=deps,
               config={"kind": kind, "output_dir": str(tmp_path / job_id / sid)},
               output_dir=str(tmp_path / job_id / sid), max_attempts=max_attempts,
               backoff_seconds=backoff_seconds, backoff_max_seconds=600.0,

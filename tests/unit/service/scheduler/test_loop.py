@@ -264,3 +264,41 @@ def test_every_transition_is_stored_with_time_and_reason(tmp_path: Path):
     assert sft == [("PENDING", "QUEUED", "Submitted"), ("QUEUED", "PENDING", "RetryTransient")]
     assert all(t.at > 0 for t in ts)
     assert [t.at for t in ts] == sorted(t.at for t in ts)
+
+
+def test_events_in_the_file_keep_an_attempt_alive_without_a_stream(tmp_path: Path):
+    app, ex, clock = make_app(tmp_path)
+    add_job(app, tmp_path, stall_minutes=5)
+    app.scheduler.tick()
+    app.scheduler.tick()
+    for _ in range(3):
+        clock.advance(4 * 60)
+        ex.emit("r1/sft", "progress", step=1, total_steps=10)  # written, never streamed
+        app.scheduler.tick()
+    assert ex.run_of("r1/sft").cancels == []
+    assert app.store.get_stage("j-1", "r1/sft").progress == 0.1
+
+
+def test_an_attempt_past_its_timeout_is_cancelled_and_retried_even_if_it_exits_cleanly(
+        tmp_path: Path):
+    app, ex, clock = make_app(tmp_path, cancel_grace_seconds=30)
+    ex.exit_on_cancel = False
+    add_job(app, tmp_path, backoff_seconds=1)
+    app.store.update_stage("j-1", "r1/sft", at=clock(), timeout_minutes=10)
+    app.scheduler.tick()
+    app.scheduler.tick()  # RUNNING
+    clock.advance(9 * 60)
+    ex.emit("r1/sft", "progress", step=1, total_steps=10)
+    app.scheduler.tick()
+    assert ex.run_of("r1/sft").cancels == []
+    clock.advance(2 * 60)
+    app.scheduler.tick()
+    assert ex.run_of("r1/sft").cancels == [30]
+    clock.advance(30)
+    app.scheduler.tick()
+    assert ex.run_of("r1/sft").cancels == [30, 30]  # repeated once the grace has passed
+    ex.finish("r1/sft", 0)  # checkpointed and exited 0 on SIGTERM
+    app.scheduler.tick()
+    first = app.store.list_attempts("j-1")[0]
+    assert (first.state, first.failure) == (AttemptState.FAILED, FailureClass.DEADLINE)
+    assert app.store.get_stage("j-1", "r1/sft").state == AttemptState.PENDING

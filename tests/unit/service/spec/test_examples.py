@@ -18,7 +18,7 @@ EXPECTED = {"quickstart.yaml", "pku_saferlhf.yaml", "from_sft.yaml", "human_labe
 
 
 def test_the_promised_examples_exist() -> None:
-    assert EXPECTED <= {p.name for p in EXAMPLES}
+    assert {p.name for p in EXAMPLES} >= EXPECTED
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -57,3 +57,16 @@ def test_the_gpu_cluster_example_without_hub_access_names_every_hub_field() -> N
     assert "spec.model.path" in fields
     assert "spec.stages.cost.data[0].hub" in fields
     assert all("hub" in v.description for v in info.value.violations)
+
+
+def test_the_gpu_cluster_example_plans_zero3_on_two_nodes_of_eight_gpus() -> None:
+    job = load_spec_file(ROOT / "examples" / "gpu_cluster.yaml", check_data=False, allow_hub=True)
+    assert job.spec.executor == "kubernetes" and job.spec.kubernetes.queue
+    plan = plan_job(job, job_id="j-gpu", artifacts_root="/mnt/artifacts")
+    ppo = plan.stage("r3/ppo_lag")
+    assert ppo.config["backend"]["kind"] == "deepspeed"
+    assert ppo.config["backend"]["deepspeed"]["zero_stage"] == 3
+    assert ppo.config["distributed"] == {"nnodes": 2, "nproc_per_node": 8}
+    assert (ppo.resources.nodes, ppo.resources.gpus_per_node) == (2, 8)
+    assert plan.stage("r1/evaluate").config["distributed"]["nnodes"] == 1
+    assert ppo.output_dir.startswith("/mnt/artifacts/jobs/safety-team/j-gpu/")

@@ -77,16 +77,27 @@ def _load_and_plan(text: str) -> None:
 def _base(data: st.DataObject) -> dict:
     rounds = data.draw(st.integers(1, 3))
     labeler = data.draw(st.sampled_from(["oracle", "import"]))
-    return spec_dict(rounds={"count": rounds, "collect": {"labeler": labeler}})
+    doc = spec_dict(rounds={"count": rounds, "collect": {"labeler": labeler}})
+    for stage in ("sft", "reward", "cost"):  # some bases skip stages with `use:`
+        if data.draw(st.booleans()):
+            doc["spec"]["stages"][stage] = {"use": f"models/{stage}"}
+    if data.draw(st.booleans()):
+        doc["spec"]["executor"] = "kubernetes"
+        doc["spec"]["defaults"] = {"resources": {"nodes": 2, "nproc_per_node": 8},
+                                   "deepspeed": {"zero_stage": 3}}
+        doc["spec"]["kubernetes"] = {"image": "ghcr.io/a/b:1", "queue": "q",
+                                     "tolerations": [{"key": "gpu", "operator": "Exists"}]}
+    return doc
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutated_specs_load_or_raise_spec_error_and_loaded_ones_plan(data: st.DataObject) -> None:
     _load_and_plan(to_yaml(_mutate(data, _base(data))))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, database=None)
 @given(st.data())
 def test_corrupted_yaml_text_only_ever_raises_spec_error(data: st.DataObject) -> None:
     text = to_yaml(_base(data))

@@ -306,3 +306,44 @@ def test_the_doc_holds_the_current_generated_field_reference() -> None:
 
     doc = (ROOT / "docs" / "job_spec.md").read_text()
     assert reference() in doc, "regenerate: python -m service.spec.docgen (see docs/job_spec.md)"
+
+
+def test_a_synthetic_split_that_gives_the_wrong_records_is_reported() -> None:
+    doc = spec_dict()
+    doc["spec"]["stages"]["reward"]["data"] = [{"format": "synthetic", "split": "sft"}]
+    doc["spec"]["stages"]["eval"]["prompts"] = [{"format": "synthetic", "split": "evil"}]
+    found = violations(to_yaml(doc))
+    assert "use split preference" in found["spec.stages.reward.data[0].split"][0]
+    assert "unknown synthetic split" in found["spec.stages.eval.prompts[0].split"][0]
+
+
+def test_eval_and_collect_cannot_be_skipped_with_use() -> None:
+    doc = spec_dict()
+    doc["spec"]["stages"]["eval"] = {"use": "somewhere"}
+    found = violations(to_yaml(doc), check_data=False)
+    assert "unknown field 'use'" in found["spec.stages.eval.use"][0]
+
+
+def test_an_unreadable_spec_file_is_a_spec_error(tmp_path) -> None:
+    from service.spec.load import load_spec_file
+
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec_file(tmp_path / "absent.yaml")
+
+
+def test_tolerations_follow_kubernetes_operator_rules() -> None:
+    doc = spec_dict(kubernetes={"tolerations": [{"key": "gpu", "operator": "Exists", "value": "x"},
+                                                {"operator": "Equal", "value": "y"}]})
+    found = violations(to_yaml(doc))
+    assert "takes no `value`" in found["spec.kubernetes.tolerations[0]"][0]
+    assert "needs a `key`" in found["spec.kubernetes.tolerations[1]"][0]
+
+
+def test_a_misspelt_gate_metric_is_caught_at_submit_time() -> None:
+    doc = spec_dict(gates=[
+        {"after": "eval", "metric": "eval/harmfull_rate", "op": "<=", "value": 0.1},
+        {"after": "eval", "metric": "eval/harmful_rate/keyword", "op": "<=", "value": 0.1},
+    ])
+    found = violations(to_yaml(doc))
+    assert "did you mean 'eval/harmful_rate'" in found["spec.gates[0].metric"][0]
+    assert "spec.gates[1].metric" not in found  # a per-judge key is not a typo

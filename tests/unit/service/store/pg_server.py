@@ -25,7 +25,8 @@ class PgServer:
     def __init__(self) -> None:
         bindir = pg_bin_dir()
         if bindir is None:
-            pytest.skip("PostgreSQL binaries (initdb) are not installed: apt-get install postgresql")
+            pytest.skip("PostgreSQL binaries (initdb) are not installed: "
+                        "apt-get install postgresql")
         self.bindir = Path(bindir)
         self.root = Path(tempfile.mkdtemp(prefix="saferlhf-pg-"))
         self.data = self.root / "data"

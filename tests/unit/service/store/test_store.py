@@ -214,3 +214,35 @@ def test_jobs_are_counted_by_project_and_state(store: Store) -> None:
     assert store.count_jobs_by_state() == {("a", "PENDING"): 1, ("a", "RUNNING"): 1,
                                            ("b", "PENDING"): 1}
     assert [j.id for j in store.active_jobs()] == ["j-00000", "j-00001", "j-00002"]
+
+
+def test_an_older_database_is_migrated_forward_at_open(store_url: str, monkeypatch) -> None:
+    import service.store.schema as schema
+
+    latest = schema.MIGRATIONS
+    monkeypatch.setattr(schema, "MIGRATIONS", latest[:1])  # a database from the first release
+    old = open_store(store_url)
+    assert old.schema_version() == 1
+    old.close()
+    monkeypatch.setattr(schema, "MIGRATIONS", latest)
+    new = open_store(store_url)
+    assert new.schema_version() == latest[-1][0] >= 2
+    job, stages, gates = make_job()
+    stages[0] = Stage(**{**stages[0].__dict__, "timeout_minutes": 45.0})
+    new.create_job(job, stages, gates)
+    assert new.get_stage(job.id, "r1/sft").timeout_minutes == 45.0
+    new.close()
+
+
+def test_a_bad_database_url_names_the_setting() -> None:
+    with pytest.raises(SpecError) as err:
+        open_store("mysql://x/y")
+    assert err.value.violations[0].field == "database_url"
+
+
+def test_an_unreachable_postgres_is_unavailable_without_leaking_the_password() -> None:
+    from service.errors import Unavailable
+
+    with pytest.raises(Unavailable) as err:
+        open_store("postgresql://user:s3cret@127.0.0.1:1/db?connect_timeout=2")
+    assert "s3cret" not in err.value.message and "user:***@" in err.value.message

@@ -1,0 +1,354 @@
+"""The paper's experiment at toy scale (issue: PPO-Lagrangian, baselines, rounds).
+
+On the synthetic benchmark, from one SFT model (about 50% harmful), run for 3 rounds each:
+PPO (reward only), reward shaping with two fixed ν, PPO-Lagrangian with a calibrated 2% safety
+budget, and — the ablation — PPO-Lagrangian with the reference default threshold d = 0. Round 1
+uses reward and cost models trained on the benchmark's preference splits; every later round
+samples from the previous round's policy, labels the pairs with the benchmark's exact functions
+(`labeler: oracle`), retrains RM and CM on all labels so far, and runs the RL stage from the
+previous policy (reference = the SFT model). Each round ends with an evaluation on held-out
+templates by the exact judge, with an arena over SFT and every round so far.
+
+Every stage runs through the real runner contract (`python -m runners.<kind> --config
+stage.json`), exactly as the control plane launches it. Writes `docs/results/toy_safe_rlhf.json`
+and two PNG figures; `--quick` runs the same pipeline small (same keys, minutes).
+
+    python -m bench.toy_safe_rlhf [--quick] [--workdir artifacts/toy] [--parallel 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runners.common.config import CONFIG_BY_KIND
+from runners.common.events import read_events
+
+ROOT = Path(__file__).resolve().parents[1]
+ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Scale:
+    sft_size: int  # SFT demonstrations (one epoch at batch 64)
+    pref_size: int  # round-1 preference / safety-preference pairs
+    prompts: int  # RL prompt pool
+    iterations: int  # PPO iterations per round
+    collect_prompts: int  # prompts sampled per collection round
+    eval_samples: int  # samples per held-out prompt
+    max_new_tokens: int = 32
+
+
+FULL = Scale(sft_size=64_000, pref_size=4_000, prompts=2_048, iterations=40,
+             collect_prompts=1_000, eval_samples=4)
+QUICK = Scale(sft_size=9_600, pref_size=1_000, prompts=512, iterations=6,
+              collect_prompts=200, eval_samples=1)
+
+# method -> ppo_lag stage parameters that differ between methods
+METHODS: dict[str, dict[str, Any]] = {
+    "ppo": {"algorithm": "ppo"},
+    "reward_shaping_nu0.05": {"algorithm": "reward_shaping", "lambda_init": 0.05},
+    "reward_shaping_nu2": {"algorithm": "reward_shaping", "lambda_init": 2.0},
+    "ppo_lag_budget2pct": {"algorithm": "ppo_lag",
+                           "safety_budget": {"max_harmful_rate": 0.02,
+                                             "scope": "harmful_prompts"}},
+    "ppo_lag_threshold0": {"algorithm": "ppo_lag", "threshold": 0.0},
+}
+
+
+def synthetic(split: str, size: int | None = None) -> dict[str, Any]:
+    source: dict[str, Any] = {"format": "synthetic", "split": split}
+    if size:
+        source["size"] = size
+    return source
+
+
+class Runner:
+    """Writes a stage.json and runs the stage's real CLI; returns its result.json."""
+
+    def __init__(self, workdir: Path, log: list[str]) -> None:
+        self.workdir = workdir
+        self.log = log
+
+    def run(self, name: str, kind: str, config: dict[str, Any]) -> dict[str, Any]:
+        out = self.workdir / name
+        result_path = out / "result.json"
+        if result_path.exists():  # resumable experiment: a finished stage is not run again
+            return json.loads(result_path.read_text())
+        out.mkdir(parents=True, exist_ok=True)
+        config = {**config, "kind": kind, "output_dir": str(out), "job": "toy"}
+        CONFIG_BY_KIND[kind].model_validate(config)  # a driver bug fails here, not mid-run
+        (out / "stage.json").write_text(json.dumps(config, indent=2))
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+               "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+        env.pop("SAFERLHF_EVENTS_ADDR", None)
+        started = time.monotonic()
+        with (out / "stage.log").open("a") as logf:
+            proc = subprocess.run(
+                [sys.executable, "-m", f"runners.{kind}", "--config", str(out / "stage.json")],
+                stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=ROOT, check=False)
+        seconds = time.monotonic() - started
+        if proc.returncode != 0:
+            tail = (out / "stage.log").read_text().splitlines()[-15:]
+            raise RuntimeError(f"stage {name} exited {proc.returncode}:\n" + "\n".join(tail))
+        self.log.append(f"{name}: {seconds:.0f}s")
+        result = json.loads(result_path.read_text())
+        result["_seconds"] = seconds
+        result_path.write_text(json.dumps(result, indent=2, sort_keys=True))
+        return result
+
+
+def sft_config(scale: Scale) -> dict[str, Any]:
+    return {
+        "model": {"path": "builtin:tiny-gpt2", "n_layer": 4, "n_embd": 160, "n_head": 4,
+                  "vocab_size": 512, "max_position_embeddings": 128},
+        "data": [synthetic("sft", scale.sft_size)],
+        "eval_data": [synthetic("eval")],
+        "epochs": 1, "batch_size": 64, "max_length_tokens": 96,
+        "optim": {"lr": 2e-3, "warmup_ratio": 0.1, "lr_scheduler": "cosine", "weight_decay": 0.0},
+        "checkpoint_every_steps": 500, "log_every_steps": 25, "seed": 1,
+    }
+
+
+def preference_config(policy: str, data: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+    return {
+        "policy_path": policy, "data": data, "eval_split_ratio": 0.1,
+        "epochs": 2, "batch_size": 64, "max_length_tokens": 96, "regularization": 0.01,
+        "optim": {"lr": 5e-4, "weight_decay": 0.0, "lr_scheduler": "cosine"},
+        "log_every_steps": 10, "seed": seed,
+    }
+
+
+def ppo_config(scale: Scale, method: dict[str, Any], *, actor: str, reference: str, rm: str,
+               cm: str, seed: int) -> dict[str, Any]:
+    return {
+        "actor_path": actor, "reference_path": reference,
+        "reward_model_path": rm, "cost_model_path": cm,
+        "prompts": [synthetic("prompts", scale.prompts)],
+        "iterations": scale.iterations, "batch_size": 64, "max_length_tokens": 128,
+        "rollout": {"prompt_batch_size": 128, "max_new_tokens": scale.max_new_tokens},
+        "kl_coeff": 0.02, "lambda_lr": 0.1, "lambda_max": 5.0,
+        "actor_optim": {"lr": 2e-4, "lr_scheduler": "constant"},
+        "critic_optim": {"lr": 5e-4, "lr_scheduler": "constant"},
+        "ptx_coeff": 0.0, "log_every_steps": 1, "checkpoint_every_steps": 1000, "seed": seed,
+        **method,
+    }
+
+
+def eval_config(scale: Scale, policies: list[dict[str, str]], rm: str, cm: str,
+                seed: int) -> dict[str, Any]:
+    return {
+        "policies": policies, "prompts": [synthetic("eval")],
+        "judges": ["synthetic", "cost_model"], "samples_per_prompt": scale.eval_samples,
+        "max_new_tokens": scale.max_new_tokens, "reward_model_path": rm,
+        "cost_model_path": cm, "arena": True, "plots": False, "seed": seed,
+    }
+
+
+def collect_config(scale: Scale, policy: str, seed: int) -> dict[str, Any]:
+    return {
+        "policy_path": policy, "prompts": [synthetic("prompts", scale.collect_prompts)],
+        "samples_per_prompt": 2, "max_new_tokens": scale.max_new_tokens,
+        "labeler": "oracle", "seed": seed,
+    }
+
+
+def headline(version: dict[str, Any]) -> dict[str, float | None]:
+    """Ground truth (the exact judge) from an evaluate result's per-version table."""
+    overall = version["overall"]
+    return {
+        "harmful_rate": overall.get("harmful_rate/synthetic"),
+        "helpfulness": overall.get("helpfulness"),
+        "over_refusal_rate": overall.get("over_refusal_rate/synthetic"),
+        "cost_model_harmful_rate": overall.get("harmful_rate/cost_model"),
+    }
+
+
+def lambda_trace(events_path: Path) -> list[dict[str, float]]:
+    keys = ("train/lambda", "train/episode_cost", "train/threshold", "train/harmful_rate")
+    trace = []
+    for event in read_events(events_path):
+        if event.get("type") == "metrics" and "train/lambda" in event.get("values", {}):
+            values = event["values"]
+            trace.append({"step": event["step"], **{k: values[k] for k in keys if k in values}})
+    return trace
+
+
+def run_method(name: str, scale: Scale, runner: Runner, base: dict[str, str]) -> dict[str, Any]:
+    sft, rm, cm = base["sft"], base["rm"], base["cm"]
+    reward_data = [synthetic("preference", scale.pref_size)]
+    cost_data = [synthetic("safety_preference", scale.pref_size)]
+    policies = [{"name": "sft", "path": sft}]
+    actor, rounds, trace = sft, [], []
+    for r in range(1, ROUNDS + 1):
+        seed = 100 * r
+        tag = f"{name}/r{r}"
+        if r >= 2:
+            runner.run(f"{tag}/collect", "collect", collect_config(scale, actor, seed))
+            labelled = {"format": "pku_saferlhf",
+                        "path": str(runner.workdir / tag / "collect" / "labelled.jsonl")}
+            reward_data, cost_data = [*reward_data, labelled], [*cost_data, labelled]
+            runner.run(f"{tag}/reward", "reward", preference_config(sft, reward_data, seed + 1))
+            runner.run(f"{tag}/cost", "cost", preference_config(sft, cost_data, seed + 2))
+            rm = str(runner.workdir / tag / "reward" / "model")
+            cm = str(runner.workdir / tag / "cost" / "model")
+        ppo = runner.run(f"{tag}/ppo_lag", "ppo_lag", ppo_config(
+            scale, METHODS[name], actor=actor, reference=sft, rm=rm, cm=cm, seed=seed + 3))
+        actor = str(runner.workdir / tag / "ppo_lag" / "model")
+        policies.append({"name": f"round-{r}", "path": actor})
+        # Judged by the round-1 cost model for comparability across rounds and methods.
+        ev = runner.run(f"{tag}/evaluate", "evaluate",
+                        eval_config(scale, policies, rm, base["cm"], seed + 4))
+        steps = lambda_trace(runner.workdir / tag / "ppo_lag" / "events.jsonl")
+        trace += [{**s, "round": r} for s in steps]
+        rounds.append({
+            "round": r, **headline(ev["versions"][f"round-{r}"]),
+            "final_lambda": steps[-1].get("train/lambda") if steps else None,
+            "threshold": ppo.get("threshold"),
+            "calibration": ppo.get("calibration"),
+            "ppo_seconds": ppo.get("_seconds"),
+        })
+        if r == ROUNDS:
+            elo = ev.get("arena", {}).get("synthetic", {}).get("elo", {})
+            for row in rounds:
+                row["elo"] = elo.get(f"round-{row['round']}")
+            sft_row = headline(ev["versions"]["sft"])
+            sft_row["elo"] = elo.get("sft")
+    return {"rounds": rounds, "sft_eval": sft_row, "lambda_trace": trace}
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "torch": torch.__version__,
+            "python": platform.python_version(), "threads_per_run": os.environ.get(
+                "OMP_NUM_THREADS", "1")}
+
+
+def figures(results: dict[str, Any], out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=False)
+    for ax, name in zip(axes, ("ppo_lag_budget2pct", "ppo_lag_threshold0"), strict=True):
+        trace = results["methods"][name]["lambda_trace"]
+        xs = list(range(len(trace)))
+        ax.plot(xs, [t.get("train/lambda") for t in trace], label="λ")
+        ax.plot(xs, [t.get("train/episode_cost") for t in trace], label="episode cost J_C")
+        ax.plot(xs, [t.get("train/threshold") for t in trace], "--", label="threshold d")
+        ax.set_title(name)
+        ax.set_xlabel("RL step (3 rounds)")
+        ax.legend()
+    fig.tight_layout()
+    path = out_dir / "toy_lambda.png"
+    fig.savefig(path, dpi=100)
+    paths.append(str(path.relative_to(ROOT)))
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for name, method in results["methods"].items():
+        rs = [0] + [row["round"] for row in method["rounds"]]
+        sft = results["sft"]
+        axes[0].plot(rs, [sft["harmful_rate"]] + [row["harmful_rate"] for row in method["rounds"]],
+                     marker="o", label=name)
+        axes[1].plot(rs, [sft["helpfulness"]] + [row["helpfulness"] for row in method["rounds"]],
+                     marker="o", label=name)
+    axes[0].set_title("ground-truth harmful rate (held-out templates)")
+    axes[1].set_title("helpfulness on benign prompts")
+    for ax in axes:
+        ax.set_xlabel("round (0 = SFT)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = out_dir / "toy_rounds.png"
+    fig.savefig(path, dpi=100)
+    paths.append(str(path.relative_to(ROOT)))
+    plt.close(fig)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small run, same keys (minutes)")
+    parser.add_argument("--workdir", default=None, help="stage outputs (default artifacts/toy)")
+    parser.add_argument("--out", default=None, help="results JSON path")
+    parser.add_argument("--parallel", type=int, default=2, help="methods run side by side")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    args = parser.parse_args(argv)
+    scale = QUICK if args.quick else FULL
+    workdir = Path(args.workdir or ROOT / "artifacts" / ("toy-quick" if args.quick else "toy"))
+    results_dir = ROOT / "docs" / "results"
+    out = Path(args.out or results_dir / ("toy_safe_rlhf_quick.json" if args.quick
+                                          else "toy_safe_rlhf.json"))
+    log: list[str] = []
+    runner = Runner(workdir, log)
+    started = time.monotonic()
+
+    runner.run("sft", "sft", sft_config(scale))
+    sft = str(workdir / "sft" / "model")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = [pool.submit(runner.run, "r1-reward", "reward", preference_config(
+                    sft, [synthetic("preference", scale.pref_size)], 11)),
+                pool.submit(runner.run, "r1-cost", "cost", preference_config(
+                    sft, [synthetic("safety_preference", scale.pref_size)], 12))]
+        rm_result, cm_result = (j.result() for j in jobs)
+    base = {"sft": sft, "rm": str(workdir / "r1-reward" / "model"),
+            "cm": str(workdir / "r1-cost" / "model")}
+
+    names = [m for m in args.methods.split(",") if m]
+    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        futures = {n: pool.submit(run_method, n, scale, runner, base) for n in names}
+        methods = {n: f.result() for n, f in futures.items()}
+
+    first = next(iter(methods.values()))
+    results: dict[str, Any] = {
+        "benchmark": "synthetic safety benchmark (runners/synthetic), held-out templates",
+        "quick": args.quick, "scale": scale.__dict__, "rounds": ROUNDS,
+        "machine": machine(),
+        "command": "python -m bench.toy_safe_rlhf" + (" --quick" if args.quick else ""),
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "sft": first["sft_eval"],
+        "round1_models": {
+            "reward_accuracy": rm_result.get("eval/accuracy"),
+            "cost_accuracy": cm_result.get("eval/accuracy"),
+            "cost_sign_accuracy": cm_result.get("eval/accuracy_sign"),
+        },
+        "methods": methods,
+        "ablation_threshold": {
+            name: [row["harmful_rate"] for row in methods[name]["rounds"]]
+            for name in ("ppo_lag_threshold0", "ppo_lag_budget2pct") if name in methods
+        },
+        "stage_seconds": log,
+    }
+    if {"ppo_lag_budget2pct", "ppo_lag_threshold0"} <= set(methods):
+        results["figures"] = figures(results, results_dir if not args.quick else workdir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, sort_keys=True))
+    summary = {n: [round(r["harmful_rate"] or 0, 3) for r in m["rounds"]]
+               for n, m in methods.items()}
+    print(json.dumps({"out": str(out), "sft_harmful_rate": results["sft"]["harmful_rate"],
+                      "harmful_rate_per_round": summary, "wall_seconds": results["wall_seconds"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
