@@ -110,9 +110,9 @@ class Runner:
 def sft_config(scale: Scale) -> dict[str, Any]:
     return {
         "model": {"path": "builtin:tiny-gpt2", "n_layer": 4, "n_embd": 160, "n_head": 4,
-                  "vocab_size": 512, "max_position_embeddings": 128},
+                  "vocab_size": 768, "max_position_embeddings": 128},
         "data": [synthetic("sft", scale.sft_size)],
-        "eval_data": [synthetic("eval")],
+        "eval_split_ratio": 0.02,
         "epochs": 1, "batch_size": 64, "max_length_tokens": 96,
         "optim": {"lr": 2e-3, "warmup_ratio": 0.1, "lr_scheduler": "cosine", "weight_decay": 0.0},
         "checkpoint_every_steps": 500, "log_every_steps": 25, "seed": 1,

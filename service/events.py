@@ -73,8 +73,8 @@ class EventStore(Protocol):
 
 
 class MetricsSink(Protocol):
-    def observe_event(self, *, job_id: str, project: str, round: int, kind: str,
-                      event: Mapping[str, Any], now: float) -> None: ...
+    def observe_events(self, *, job_id: str, project: str, round: int, kind: str,
+                       events: Sequence[Mapping[str, Any]], now: float) -> None: ...
 
     def events_received(self, source: str, n: int) -> None: ...
 
@@ -142,10 +142,9 @@ class EventIngestor:
             current = self.store.get_job(job.id)
             self.store.update_job(job.id, at=now, conditions={**current.conditions, **conditions})
         if self.metrics is not None:
-            for e in new:
-                self.metrics.observe_event(
-                    job_id=job.id, project=job.project, round=stage.round, kind=stage.kind,
-                    event={"type": e.type, **e.payload}, now=now)
+            self.metrics.observe_events(
+                job_id=job.id, project=job.project, round=stage.round, kind=stage.kind,
+                events=[{"type": e.type, **e.payload} for e in new], now=now)
             self.metrics.events_received(source, len(new))
         return new
 

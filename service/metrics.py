@@ -10,9 +10,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -50,6 +51,12 @@ def route(key: str) -> tuple[str, dict[str, str]] | None:
     if key.startswith("guard/") and len(key) > len("guard/"):
         return "saferlhf_guard_active", {"guard": key[len("guard/"):]}
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _route_key(key: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    target = route(key)
+    return None if target is None else (target[0], tuple(sorted(target[1].items())))
 
 
 class JobsCollector(Collector):
@@ -103,44 +110,66 @@ class Metrics:
             registry.register(JobsCollector(count_jobs))
         self._lock = threading.Lock()
         self._series: dict[str, set[tuple[str, tuple[str, ...]]]] = {}  # job id -> series
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}  # series -> its child
         self._ended: dict[str, float] = {}  # job id -> time it ended
 
     # ---- training gauges --------------------------------------------------------------------
     def _set(self, name: str, labels: dict[str, str], value: float, job_id: str) -> None:
         m = BY_NAME[name]
         values = tuple(labels[k] for k in m.labels)
-        self.families[name].labels(*values).set(value)
-        with self._lock:
-            self._series.setdefault(job_id, set()).add((name, values))
-            self._ended.pop(job_id, None)
+        key = (name, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self.families[name].labels(*values)
+            with self._lock:
+                self._children[key] = child
+                self._series.setdefault(job_id, set()).add(key)
+        child.set(value)
+        if job_id in self._ended:
+            with self._lock:
+                self._ended.pop(job_id, None)
 
     def observe_event(
         self, *, job_id: str, project: str, round: int, kind: str, event: Mapping[str, Any],
         now: float,
     ) -> None:
         """Update the training gauges from one runner event."""
+        self.observe_events(job_id=job_id, project=project, round=round, kind=kind,
+                            events=[event], now=now)
+
+    def observe_events(
+        self, *, job_id: str, project: str, round: int, kind: str,
+        events: Sequence[Mapping[str, Any]], now: float,
+    ) -> None:
+        """Update the training gauges from a batch of one stage's events, in order. Gauges keep
+        only the last value, so each series is set once per batch."""
+        last: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for event in events:
+            etype = event.get("type")
+            if etype == "progress":
+                total = event.get("total_steps") or 0
+                if total:
+                    last[("saferlhf_stage_progress_ratio", ())] = min(
+                        1.0, float(event.get("step", 0)) / float(total))
+            elif etype in ("metrics", "result"):
+                if etype == "metrics" and isinstance(event.get("step"), int | float):
+                    last[("saferlhf_train_step", ())] = float(event["step"])
+                for key, value in (event.get("values") or {}).items():
+                    if not isinstance(value, int | float) or isinstance(value, bool):
+                        continue
+                    target = _route_key(key)
+                    if target is not None:
+                        last[target] = float(value)
+            elif etype == "log" and event.get("level") == "warning":
+                name = str(event.get("message", "")).split(":", 1)[0]
+                if name in GUARDS:
+                    last[("saferlhf_guard_active", (("guard", name),))] = 1.0
+        if not events:
+            return
         base = {"saferlhf_job": job_id, "project": project, "round": str(round), "stage": kind}
         self._set("saferlhf_stage_last_event_timestamp_seconds", base, now, job_id)
-        etype = event.get("type")
-        if etype == "progress":
-            total = event.get("total_steps") or 0
-            if total:
-                self._set("saferlhf_stage_progress_ratio", base,
-                          min(1.0, float(event.get("step", 0)) / float(total)), job_id)
-        if etype in ("metrics", "result"):
-            values = event.get("values") or {}
-            if etype == "metrics" and isinstance(event.get("step"), int | float):
-                self._set("saferlhf_train_step", base, float(event["step"]), job_id)
-            for key, value in values.items():
-                if not isinstance(value, int | float) or isinstance(value, bool):
-                    continue
-                target = route(key)
-                if target is not None:
-                    self._set(target[0], {**base, **target[1]}, float(value), job_id)
-        if etype == "log" and event.get("level") == "warning":
-            name = str(event.get("message", "")).split(":", 1)[0]
-            if name in GUARDS:
-                self._set("saferlhf_guard_active", {**base, "guard": name}, 1.0, job_id)
+        for (name, extra), value in last.items():
+            self._set(name, {**base, **dict(extra)}, value, job_id)
 
     # ---- control plane ----------------------------------------------------------------------
     def attempt_finished(self, kind: str, outcome: str, duration_seconds: float | None) -> None:
@@ -173,6 +202,7 @@ class Metrics:
             dropped = 0
             for job_id in expired:
                 for name, values in self._series.pop(job_id, set()):
+                    self._children.pop((name, values), None)
                     try:
                         self.families[name].remove(*values)
                         dropped += 1

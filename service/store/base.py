@@ -448,14 +448,11 @@ class Store(abc.ABC):
             # Lock the job row first so concurrent ingestion of one job is serialised.
             self._bump_cursor(tx, job_id, 0)
             seqs = sorted(by_seq)
-            existing: set[int] = set()
-            for i in range(0, len(seqs), 500):
-                chunk = seqs[i:i + 500]
-                rows = tx.fetchall(
-                    f"SELECT seq FROM events WHERE attempt_id = ? AND seq IN "
-                    f"({', '.join('?' * len(chunk))})", [attempt_id, *chunk],
-                )
-                existing |= {int(r[0]) for r in rows}
+            rows = tx.fetchall(
+                "SELECT seq FROM events WHERE attempt_id = ? AND seq BETWEEN ? AND ?",
+                (attempt_id, seqs[0], seqs[-1]),
+            )
+            existing = {int(r[0]) for r in rows}
             new_seqs = [s for s in seqs if s not in existing]
             if not new_seqs:
                 return []

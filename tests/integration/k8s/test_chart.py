@@ -208,3 +208,23 @@ def test_the_service_can_write_but_never_read_secrets():
     for rule in role["rules"]:
         if "secrets" in rule["resources"]:
             assert not {"get", "list", "watch"} & set(rule["verbs"])
+
+
+@pytest.mark.parametrize("values", SCENARIOS, ids=lambda p: p.name)
+def test_the_settings_configmap_is_accepted_by_the_service_settings_and_executor(values):
+    from service.execution.k8s_job import K8sJobOptions
+    from service.settings import ENV_PREFIX, Settings, load_settings
+
+    objs = _by_kind(render(values))
+    data = next(cm for cm in objs["ConfigMap"]
+                if cm["metadata"]["name"].endswith("-settings"))["data"]
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    assert set(data) <= known, f"ignored by the service: {sorted(set(data) - known)}"
+    settings = load_settings(env=data)
+    assert settings.executor == "kubernetes"
+    opts = K8sJobOptions.from_mapping(
+        settings.kubernetes_pod_options, namespace=settings.kubernetes_namespace,
+        image=settings.kubernetes_image, artifacts_pvc=settings.kubernetes_artifacts_pvc,
+        queue_name=settings.kubernetes_queue)
+    assert opts.events_address.endswith(".saferlhf.svc:50051")
+    assert opts.artifacts_pvc and opts.image
