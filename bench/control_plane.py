@@ -244,9 +244,10 @@ def bench_scrape_and_rss(root: Path, n_jobs: int) -> dict[str, float]:
         now = time.time()
         for job in app.store.list_jobs(_all(), 1000)[0]:
             app.store.set_job_state(job.id, JobState.CANCELLED, at=now, reason="Bench")
-    rss = service_rss_mb(state)
+    rss, listed = service_rss_mb(state)
     return {"scrape_ms_1000_jobs": statistics.median(samples),
-            "scrape_series_1000_jobs": series, "service_rss_mb_1000_jobs": rss}
+            "scrape_series_1000_jobs": series, "service_rss_mb_1000_jobs": rss,
+            "service_rss_jobs_listed": listed}
 
 
 def _all() -> Any:
@@ -261,7 +262,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def service_rss_mb(state: Path) -> float:
+def service_rss_mb(state: Path) -> tuple[float, int]:
     """RSS of `saferlhf serve` over a state dir holding the jobs, after listing all of them."""
     port = _free_port()
     proc = subprocess.Popen(
@@ -286,7 +287,7 @@ def service_rss_mb(state: Path) -> float:
         kb = next(int(line.split()[1]) for line in status.splitlines()
                   if line.startswith("VmRSS:"))
         channel.close()
-        return kb / 1024.0
+        return kb / 1024.0, len(seen)
     finally:
         proc.terminate()
         try:
@@ -423,12 +424,16 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
+    load_at_start = os.getloadavg()[0]
     figures = run(args.quick)
     print(json.dumps(figures, sort_keys=True))
     if args.write:
         target = ROOT / "docs" / "results" / "control_plane.json"
         target.parent.mkdir(parents=True, exist_ok=True)
+        conditions = (f"load average {load_at_start:.1f} at start on {os.cpu_count()} cores: "
+                      "other processes shared the CPUs, so latencies are inflated")
         target.write_text(json.dumps({"figures": figures, "machine": machine(),
+                                      "conditions": conditions,
                                       "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                    time.gmtime())},
                                      indent=2, sort_keys=True) + "\n")

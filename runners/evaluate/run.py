@@ -56,7 +56,7 @@ def _answer(config: EvaluateConfig, names: list[str], sets, sink) -> tuple[list[
     """Generate and judge (keyword, synthetic) every answer; returns rows and their prompts."""
     from runners.common.models import load_policy
 
-    judges = set(config.judges)
+    judges: set[str] = set(config.judges)
     rows: list[Judged] = []
     prompts: list[Prompt] = []
     for vi, version in enumerate(config.policies):
@@ -75,27 +75,31 @@ def _answer(config: EvaluateConfig, names: list[str], sets, sink) -> tuple[list[
             for pi, (record, answers) in enumerate(zip(records, responses, strict=True)):
                 raw = _last_user_turn(record.prompt)
                 for k, answer in enumerate(answers):
-                    fields: dict = {
-                        "version": version.name, "prompt_set": name, "prompt_index": pi,
-                        "sample_index": k, "prompt": raw, "response": answer,
-                        "category": record.category, "is_harmful_prompt": record.is_harmful,
-                    }
-                    if "keyword" in judges:
-                        fields["refusal"] = keyword_verdict(answer)
-                    if "synthetic" in judges and source.format == "synthetic":
-                        exact = synthetic_verdict(raw, answer)
-                        fields["category"] = fields["category"] or exact.pop("category")
-                        exact.pop("category", None)
-                        if fields["is_harmful_prompt"] is None:
-                            fields["is_harmful_prompt"] = exact["is_harmful_prompt"]
-                        exact.pop("is_harmful_prompt")
-                        fields.update(exact)
+                    fields = _verdicts(judges, source.format, record, raw, answer)
+                    fields.update(version=version.name, prompt_set=name, prompt_index=pi,
+                                  sample_index=k, prompt=raw, response=answer)
                     rows.append(Judged(**fields))
                     prompts.append(record.prompt)
         del model
         sink.progress(vi + 1, len(config.policies) + 1)
         sink.log(f"answered {sum(len(s) for s in sets)} prompts with {version.name}")
     return rows, prompts
+
+
+def _verdicts(judges: set[str], source_format: str, record, raw: str, answer: str) -> dict:
+    """The keyword and synthetic verdicts of one answer. The synthetic benchmark knows each
+    prompt's harmfulness and category exactly; they fill in what the record lacks."""
+    fields: dict = {"category": record.category, "is_harmful_prompt": record.is_harmful}
+    if "keyword" in judges:
+        fields["refusal"] = keyword_verdict(answer)
+    if "synthetic" in judges and source_format == "synthetic":
+        exact = synthetic_verdict(raw, answer)
+        category, harmful_prompt = exact.pop("category"), exact.pop("is_harmful_prompt")
+        fields["category"] = fields["category"] or category
+        if fields["is_harmful_prompt"] is None:
+            fields["is_harmful_prompt"] = harmful_prompt
+        fields.update(exact)
+    return fields
 
 
 def _score(path: str, rows: list[Judged], prompts: list[Prompt], batch_size: int) -> list[float]:

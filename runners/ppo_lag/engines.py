@@ -9,9 +9,6 @@ ZeRO-3, where their parameters must be sharded and gathered too.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -89,34 +86,6 @@ class TrainedModel:
         self.module.train(mode)
 
     # -- state -----------------------------------------------------------------------------------
-    def save(self, folder: Path, name: str) -> None:
-        """Weights, optimizer and scheduler state under `folder` (DeepSpeed: on every rank)."""
-        if self.engine is not None:
-            self.engine.save_checkpoint(str(folder), tag=name)
-            return
-        torch.save(
-            {
-                "model": self.module.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-            },
-            folder / f"{name}.pt",
-        )
-
-    def load(self, folder: Path, name: str) -> None:
-        """Restore what `save` wrote; raises if any part is missing."""
-        if self.engine is not None:
-            path, _ = self.engine.load_checkpoint(
-                str(folder), tag=name, load_optimizer_states=True, load_lr_scheduler_states=True,
-            )
-            if path is None:
-                raise FileNotFoundError(f"no DeepSpeed checkpoint {name!r} under {folder}")
-            return
-        state: dict[str, Any] = torch.load(folder / f"{name}.pt", weights_only=False)
-        self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-
     def full_state_dict(self) -> dict[str, torch.Tensor] | None:
         """A full state dict for saving the final model (gathered under ZeRO-3), else None."""
         if self.engine is not None and self.backend.deepspeed.zero_stage == 3:

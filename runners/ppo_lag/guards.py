@@ -12,7 +12,6 @@ Pure: the trainer keeps a `GuardState`, feeds each Lagrange update and emits wha
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 # Harmful-rate target used by the vacuous check when a raw threshold (no budget) is given.
@@ -91,7 +90,3 @@ def update_guards(
         "guard/LambdaBelowBreakEven": float(new.below_break_even_run >= below_break_even_updates),
     }
     return new, events, metrics
-
-
-def is_finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)

@@ -124,7 +124,7 @@ class PPOLagTrainer:
 
     def loop(self) -> dict[str, Any]:
         resumed = self.maybe_resume()
-        if not resumed and self.cfg.safety_budget is not None:
+        if not resumed and self.cfg.safety_budget is not None and self.cfg.algorithm == "ppo_lag":
             from runners.ppo_lag.calibrate_pass import calibrate
 
             self.calibration, self.harmful_flags = calibrate(self)

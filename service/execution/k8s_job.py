@@ -169,7 +169,12 @@ def service_name(spec: LaunchSpec) -> str:
 
 
 def secret_name(spec: LaunchSpec) -> str:
-    return f"{job_name(spec)}-env"
+    return secret_name_of(job_name(spec))
+
+
+def secret_name_of(job: str) -> str:
+    """The token Secret of the attempt whose Job (and Service) is named `job`."""
+    return f"{job}-env"
 
 
 def validate_spec(spec: LaunchSpec) -> None:

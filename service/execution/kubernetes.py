@@ -38,6 +38,7 @@ from service.execution.k8s_job import (
     adoption_selector,
     build_objects,
     label_value,
+    secret_name_of,
 )
 from service.execution.k8s_status import job_status
 from service.state.types import FailureClass
@@ -316,11 +317,21 @@ class KubernetesExecutor:
     def cancel(self, handle: str, grace_seconds: float = 10.0) -> None:
         body = kubernetes.client.V1DeleteOptions(
             propagation_policy="Foreground", grace_period_seconds=int(grace_seconds))
+        ns = self.options.namespace
         try:
-            self.batch.delete_namespaced_job(handle, self.options.namespace, body=body)
+            self.batch.delete_namespaced_job(handle, ns, body=body)
         except ApiException as exc:
             if exc.status != NOT_FOUND:
                 raise
+        # Owned by the Job (garbage-collected with it); deleted here too in case the owner
+        # reference could not be set. The Service shares the Job's name.
+        for delete, name in ((self.core.delete_namespaced_service, handle),
+                             (self.core.delete_namespaced_secret, secret_name_of(handle))):
+            try:
+                delete(name, ns)
+            except ApiException as exc:
+                if exc.status != NOT_FOUND:
+                    raise
 
     def logs(self, handle: str, follow: bool = False) -> Iterator[str]:
         pods = _raw(self.core.list_namespaced_pod(

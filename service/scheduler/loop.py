@@ -293,6 +293,14 @@ class Scheduler:
                     job.id, JobState.PAUSED, at=now, reason="AWAITING_LABELS",
                     message=f"round {labels[0].round}: export the samples, label them and "
                             "import the labels")
+            return
+        pending = [s for s in stages if s.state == AttemptState.PENDING]
+        if job.state == JobState.RUNNING and pending and not live and not ready_stages(
+                stages, gates, self.store.list_attempts(job.id), float("inf")):
+            # Nothing runs, nothing waits for a person, and nothing can ever start: say so
+            # instead of running forever (a plan whose dependencies cannot be met).
+            self._end(job, JobState.FAILED, now, "Stuck",
+                      "stages that can never start: " + ", ".join(s.id for s in pending))
 
     def _end(self, job: Job, state: JobState, now: float, reason: str, message: str) -> None:
         self.store.set_job_state(job.id, state, at=now, reason=reason, message=message)
@@ -357,6 +365,12 @@ class Scheduler:
                     self.store.update_stage(job.id, stage.id, at=now, state=AttemptState.SKIPPED,
                                             reason="Skipped",
                                             message=f"using {stage.skipped_with}")
+                    for gate in self.store.list_gates(job.id):
+                        if gate.after_stage == stage.id and gate.state == GateState.PENDING:
+                            self.store.update_gate(  # nothing ran, so nothing to compare
+                                job.id, gate.id, at=now, state=GateState.PASSED,
+                                reason="GateNotEvaluated",
+                                message=f"not evaluated: {stage.id} was given with `use:`")
                 if not skips:
                     break
             for stage, pending in ready:

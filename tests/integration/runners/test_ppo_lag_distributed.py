@@ -78,7 +78,8 @@ def test_deepspeed_zero_trains_the_same_actor_as_plain_pytorch(policy, tmp_path,
                            backend={"kind": "deepspeed", "deepspeed": {"zero_stage": zero_stage}})
     proc = _cli(ds, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    a, b = _weights(tmp_path / "plain" / "model"), _weights(tmp_path / f"zero{zero_stage}" / "model")
+    a = _weights(tmp_path / "plain" / "model")
+    b = _weights(tmp_path / f"zero{zero_stage}" / "model")
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5), key

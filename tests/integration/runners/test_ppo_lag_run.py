@@ -160,3 +160,45 @@ def test_the_cli_exits_2_and_names_the_field_when_the_reward_model_is_missing(po
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "reward_model_path" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_threshold_the_starting_policy_already_meets_raises_the_vacuous_warning(
+    policy, score_models, tmp_path
+):
+    """d = 10 is far above any random cost-model score, while about half the random costs are
+    positive (harmful): the starting policy satisfies J_C ≤ d with harm above the 5% default."""
+    rm, cm = score_models
+    cfg = tiny_stage_config(policy, tmp_path / "out", reward_source="model", iterations=1,
+                            reward_model_path=str(rm), cost_model_path=str(cm), threshold=10.0)
+    run(cfg, None)
+    events = read_events(tmp_path / "out" / "events.jsonl")
+    warnings = [e for e in events if e["type"] == "log" and e["level"] == "warning"]
+    assert any(e["message"].startswith("VacuousThreshold:") for e in warnings)
+    assert any(e["type"] == "metrics" and e["values"].get("guard/VacuousThreshold") == 1.0
+               for e in events)
+
+
+def test_the_harmful_prompt_scope_keeps_only_harmful_prompts_costs_in_the_window(
+    policy, tmp_path
+):
+    from types import SimpleNamespace
+
+    from runners.common.dist import DistInfo
+    from runners.common.events import EventSink
+    from runners.ppo_lag.trainer import PPOLagTrainer
+
+    cfg = tiny_stage_config(policy, tmp_path / "out", threshold=None,
+                            safety_budget={"max_harmful_rate": 0.02, "scope": "harmful_prompts"})
+    trainer = PPOLagTrainer(cfg, EventSink(tmp_path / "out", enabled=False),
+                            DistInfo(0, 1, 0, torch.device("cpu")))
+    trainer.harmful_flags = {"flagged": True}
+    exp = SimpleNamespace(prompts=["a", "b", "flagged", "new", "new2"],
+                          is_harmful=[True, False, None, None, None],
+                          costs=torch.tensor([0.5, 2.0, -1.0, 3.0, -2.0]))
+    # marked harmful, calibration-flagged, and an unseen unmarked prompt whose cost is > 0
+    assert trainer.scoped_costs(exp) == [0.5, -1.0, 3.0]
+    all_cfg = tiny_stage_config(policy, tmp_path / "out", threshold=None,
+                                safety_budget={"max_harmful_rate": 0.02, "scope": "all_prompts"})
+    trainer = PPOLagTrainer(all_cfg, EventSink(tmp_path / "out", enabled=False),
+                            DistInfo(0, 1, 0, torch.device("cpu")))
+    assert trainer.scoped_costs(exp) == [0.5, 2.0, -1.0, 3.0, -2.0]

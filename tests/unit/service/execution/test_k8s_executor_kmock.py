@@ -220,6 +220,7 @@ def test_cancel_deletes_with_foreground_propagation_and_tolerates_404(emulator):
     assert len(deletes) == 1
     assert deletes[0].data["propagationPolicy"] == "Foreground"
     assert deletes[0].data["gracePeriodSeconds"] == 7
+    assert len(_requests(emulator, "DELETE", SECRETS)) == 1  # the token goes with it
     ex.cancel(handle)  # already gone: 404 is fine
     assert len(_requests(emulator, "DELETE", JOBS)) == 2
     assert ex.poll(handle).state == RunState.LOST

@@ -302,3 +302,23 @@ def test_an_attempt_past_its_timeout_is_cancelled_and_retried_even_if_it_exits_c
     first = app.store.list_attempts("j-1")[0]
     assert (first.state, first.failure) == (AttemptState.FAILED, FailureClass.DEADLINE)
     assert app.store.get_stage("j-1", "r1/sft").state == AttemptState.PENDING
+
+
+def test_a_plan_whose_dependencies_can_never_be_met_fails_instead_of_hanging(tmp_path: Path):
+    app, ex, _ = make_app(tmp_path)
+    add_job(app, tmp_path, pipeline=(("r1/sft", "sft", ()), ("r1/reward", "reward", ("r1/x",))))
+    app.scheduler.tick()
+    succeed(app, ex, "r1/sft")
+    job = app.store.get_job("j-1")
+    assert job.state == JobState.FAILED and job.message == \
+        "stages that can never start: r1/reward"
+
+
+def test_a_stage_backing_off_is_not_stuck(tmp_path: Path):
+    app, ex, clock = make_app(tmp_path)
+    add_job(app, tmp_path, backoff_seconds=300)
+    app.scheduler.tick()
+    ex.finish("r1/sft", 75)
+    app.scheduler.tick()
+    app.scheduler.tick()
+    assert app.store.get_job("j-1").state == JobState.RUNNING
