@@ -51,7 +51,7 @@ def machine() -> dict:
 
 
 def run_stage(kind: str, config: dict, workdir: Path) -> float:
-    """Run `python -m runners.<kind>`; return its wall seconds (raise with its stderr on failure)."""
+    """Run `python -m runners.<kind>`; return its wall seconds (exit with its stderr on failure)."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"{kind}.json"
     path.write_text(json.dumps({"kind": kind, **config}))
@@ -238,14 +238,14 @@ def main() -> None:
         sft.update(common, wall_seconds_total=round(time.monotonic() - start, 1),
                    machine=machine())
         (args.results / "sft_synthetic.json").write_text(json.dumps(sft, indent=2) + "\n")
-        print(json.dumps({k: sft[k] for k in ("sft", "refusal_only_baseline")}))
+        print(json.dumps({k: sft[k] for k in ("sft", "refusal_only_baseline")}))  # noqa: T201
     if args.only in (None, "preference"):
         start = time.monotonic()
         prefs = preference_figures(args, args.workdir, cfg)
         prefs.update(common, wall_seconds_total=round(time.monotonic() - start, 1),
                      machine=machine())
         (args.results / "preference_models.json").write_text(json.dumps(prefs, indent=2) + "\n")
-        print(json.dumps({k: v for k, v in prefs.items() if k.endswith("accuracy")}))
+        print(json.dumps({k: v for k, v in prefs.items() if k.endswith("accuracy")}))  # noqa: T201
 
 
 if __name__ == "__main__":
