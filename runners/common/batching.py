@@ -32,7 +32,7 @@ class SupervisedSample:
 def encode_supervised(records: Sequence[Supervised], tokenizer, max_length: int):
     """Labels = input_ids with the prompt's tokens masked (length of the separately tokenised
     prompt). A row whose response is truncated away entirely is an input error."""
-    eos = tokenizer.eos_token
+    eos = tokenizer.eos_token or ""  # an encoder (BERT) has none: its [SEP] ends the text
     out = []
     for rec in records:
         prompt = format_prompt(rec.prompt, eos)
@@ -81,7 +81,7 @@ def encode_safety_preferences(records: Sequence[SafetyPreference], tokenizer, ma
 
 
 def _pair(tokenizer, rec, first: str, second: str, field: str, max_length: int) -> PairSample:
-    eos = tokenizer.eos_token
+    eos = tokenizer.eos_token or ""
     prompt = format_prompt(rec.prompt, eos)
     a = _encode(tokenizer, format_training_text(prompt, first, eos), max_length)
     b = _encode(tokenizer, format_training_text(prompt, second, eos), max_length)

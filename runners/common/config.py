@@ -235,7 +235,8 @@ class PPOLagParams(CommonParams):
     ptx_coeff: float = Field(default=16.0, ge=0)
     reward_source: Literal["model", "oracle"] = Field(
         default="model",
-        description="oracle: the synthetic benchmark's exact functions instead of RM/CM (toy runs).",
+        description="oracle: the synthetic benchmark's exact functions instead of RM/CM "
+        "(toy runs).",
     )
     critic_init: Literal["score_model", "policy"] = Field(
         default="score_model", description="Critics start from RM/CM (reference) or the policy."

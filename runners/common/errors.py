@@ -12,7 +12,8 @@ class RunnerError(Exception):
 
 
 class InvalidInputError(RunnerError):
-    """Bad config or data. The message names the file, row (1-based) and field, and how to fix it."""
+    """Bad config or data. The message names the file, row (1-based) and field, and how to fix
+    it."""
 
     exit_code = EXIT_INVALID
 
@@ -22,7 +23,9 @@ class InvalidInputError(RunnerError):
     ) -> None:
         where = ", ".join(
             part for part in (
-                file and f"file {file}", row is not None and f"row {row}", field and f"field {field!r}",
+                file and f"file {file}",
+                row is not None and f"row {row}",
+                field and f"field {field!r}",
             ) if part
         )
         super().__init__(f"{where}: {message}" if where else message)

