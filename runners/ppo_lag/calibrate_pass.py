@@ -40,7 +40,7 @@ def calibrate(trainer) -> tuple[Calibration, dict[str, bool]]:
             nets.actor.bare, nets.tokenizer, texts, max_new_tokens=cfg.rollout.max_new_tokens,
             temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
             repetition_penalty=cfg.rollout.repetition_penalty, num_return_sequences=per_prompt,
-            synced_gpus=trainer.synced_gpus, max_prompt_tokens=cfg.max_length_tokens,
+            synced_gpus=trainer.synced_gpus, max_prompt_tokens=trainer.max_prompt_tokens,
         )
         rows_texts = [t for t in texts for _ in range(per_prompt)]
         scores = nets.scorer(rows_texts, rollout.response_texts, rollout.sequences,

@@ -28,8 +28,9 @@ from runners.common.dist import (
     get_world_size,
     is_dist,
 )
-from runners.common.errors import TransientError
+from runners.common.errors import InvalidInputError, TransientError
 from runners.common.events import EventSink
+from runners.ppo_lag import checkpointing
 from runners.ppo_lag.calibration import Calibration, break_even_lambda
 from runners.ppo_lag.guards import (
     DEFAULT_VACUOUS_TARGET,
@@ -52,8 +53,6 @@ from runners.ppo_lag.timing import PhaseTimer
 
 log = logging.getLogger(__name__)
 
-STATE_KEYS = ("iteration", "global_step", "lagrange", "windows", "guards", "calibration",
-              "harmful_flags", "models")
 
 
 class Stopped(TransientError):
@@ -101,6 +100,7 @@ class PPOLagTrainer:
         self.schedule = make_schedule(self.cfg, len(self.prompts), get_world_size())
         self.total_steps = self.schedule.total_steps(self.cfg.update_iters)
         self.nets = build_networks(self.cfg, self.total_steps)
+        self.max_prompt_tokens = prompt_budget(self.cfg, self.nets.actor.bare.config)
         if self.cfg.ptx_data:
             from runners.ppo_lag.ptx import load_ptx
 
@@ -123,7 +123,7 @@ class PPOLagTrainer:
                 signal.signal(signal.SIGTERM, previous_handler)
 
     def loop(self) -> dict[str, Any]:
-        resumed = self.maybe_resume()
+        resumed = checkpointing.resume(self)
         if not resumed and self.cfg.safety_budget is not None and self.cfg.algorithm == "ppo_lag":
             from runners.ppo_lag.calibrate_pass import calibrate
 
@@ -138,7 +138,7 @@ class PPOLagTrainer:
             last = st.iteration == self.schedule.total_iterations
             stop = self.stop.should_stop()
             if stop or (not last and self.checkpoint_due()):
-                self.save_checkpoint()
+                checkpointing.save(self)
             if stop:
                 self.sink.log(f"SIGTERM: checkpoint written at step {st.global_step}; exiting",
                               level="warning")
@@ -161,7 +161,7 @@ class PPOLagTrainer:
                 cost_critic=nets.cost_critic, scorer=nets.scorer, tokenizer=nets.tokenizer,
                 prompts=[r.text for r in part], is_harmful=[r.is_harmful for r in part],
                 rollout_params=cfg.rollout, synced_gpus=self.synced_gpus,
-                max_prompt_tokens=cfg.max_length_tokens, timer=self.timer,
+                max_prompt_tokens=self.max_prompt_tokens, timer=self.timer,
             )
             if exp.costs is not None:
                 self.window.extend(self.scoped_costs(exp))
@@ -290,66 +290,6 @@ class PPOLagTrainer:
         before = self.state.global_step - per_iter
         return self.state.global_step // every > before // every
 
-    def trained(self) -> dict[str, Any]:
-        nets = self.nets
-        out = {"actor": nets.actor, "reward_critic": nets.reward_critic}
-        if nets.cost_critic is not None:
-            out["cost_critic"] = nets.cost_critic
-        return out
-
-    def save_checkpoint(self) -> None:
-        st = self.state
-        windows = gather_objects(list(self.window.costs))
-        deepspeed = self.cfg.backend.kind == "deepspeed"
-        models = {} if deepspeed else {
-            name: {"model": m.module.state_dict(), "optimizer": m.optimizer.state_dict(),
-                   "scheduler": m.scheduler.state_dict()}
-            for name, m in self.trained().items()
-        }
-        state = {
-            "iteration": st.iteration, "global_step": st.global_step,
-            "lagrange": self.lagrange.state_dict(), "windows": windows,
-            "guards": (st.guards.pinned_run, st.guards.below_break_even_run),
-            "calibration": self.calibration.as_dict() if self.calibration else None,
-            "threshold": self.threshold, "break_even": self.break_even,
-            "harmful_flags": dict(self.harmful_flags), "models": models,
-        }
-        engines = {k: m.engine for k, m in self.trained().items()} if deepspeed else None
-        path = ckpt.save_checkpoint(self.output_dir, st.global_step, state, engines=engines)
-        self.sink.checkpoint(st.global_step, path)
-
-    def maybe_resume(self) -> bool:
-        path = ckpt.latest_checkpoint(self.output_dir)
-        if path is None:
-            return False
-        deepspeed = self.cfg.backend.kind == "deepspeed"
-        engines = {k: m.engine for k, m in self.trained().items()} if deepspeed else None
-        state = ckpt.load_checkpoint(path, expected_keys=STATE_KEYS, engines=engines)
-        if not deepspeed:
-            missing = sorted(set(self.trained()) - set(state["models"]))
-            if missing:
-                raise ckpt.ResumeError(f"cannot resume from {path}: no state for {missing}")
-            for name, m in self.trained().items():
-                m.module.load_state_dict(state["models"][name]["model"])
-                m.optimizer.load_state_dict(state["models"][name]["optimizer"])
-                m.scheduler.load_state_dict(state["models"][name]["scheduler"])
-        st = self.state
-        st.iteration, st.global_step = state["iteration"], state["global_step"]
-        st.vacuous_checked = True
-        st.guards = GuardState(*state["guards"])
-        self.lagrange.load_state_dict(state["lagrange"])
-        windows = state["windows"]
-        self.window = EpisodeCostWindow(self.cfg.episode_cost_window_size,
-                                        windows[self.dist.rank])
-        if state["calibration"] is not None:
-            self.calibration = Calibration(**state["calibration"])
-        self.threshold = state["threshold"]
-        self.break_even = state["break_even"]
-        self.harmful_flags = dict(state["harmful_flags"])
-        self.sink.log(f"resumed from {path} at step {st.global_step} "
-                      f"(iteration {st.iteration})")
-        return True
-
     # -- end -------------------------------------------------------------------------------------
     def ptx_batch(self):
         from runners.ppo_lag.ptx import batch_at
@@ -383,6 +323,22 @@ class PPOLagTrainer:
         return result
 
 
+def prompt_budget(cfg: PPOLagConfig, model_config) -> int:
+    """Prompt tokens kept (cut on the left): max_length_tokens, and room for the response
+    within the model's context."""
+    context = (getattr(model_config, "n_positions", None)
+               or getattr(model_config, "max_position_embeddings", None))
+    budget = cfg.max_length_tokens
+    if context:
+        budget = min(budget, int(context) - cfg.rollout.max_new_tokens)
+    if budget < 1:
+        raise InvalidInputError(
+            f"rollout.max_new_tokens ({cfg.rollout.max_new_tokens}) leaves no room for the prompt "
+            f"in the model's context of {context} tokens; lower it", field="rollout.max_new_tokens",
+        )
+    return budget
+
+
 def reduce_metrics(values: dict[str, float]) -> dict[str, float]:
     """Mean of every metric over ranks (SUM then divide); one collective for all keys."""
     if not is_dist():
@@ -398,13 +354,3 @@ def reduce_max(value: float) -> float:
     t = torch.tensor([value], dtype=torch.float64)
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return float(t.item())
-
-
-def gather_objects(obj: Any) -> list[Any]:
-    """Every rank's object, in rank order (rank 0 saves them all)."""
-    if not is_dist():
-        return [obj]
-    out: list[Any] = [None] * get_world_size()
-    torch.distributed.all_gather_object(out, obj)
-    return out
-

@@ -18,7 +18,7 @@ from runners.common import checkpoint as ckpt
 from runners.common.batching import SupervisedCollator, encode_supervised
 from runners.common.config import SFTConfig
 from runners.common.events import EventSink
-from runners.common.models import build_policy, is_builtin, save_model
+from runners.common.models import build_policy, effective_max_length, is_builtin, save_model
 from runners.common.optim import total_optimizer_steps
 from runners.common.stage_data import eval_batches, train_eval_records
 from runners.common.template import format_prompt, format_training_text
@@ -65,8 +65,9 @@ def run(cfg: SFTConfig, local_rank: int | None = None) -> None:
     texts = (format_training_text(format_prompt(r.prompt, "</s>"), r.response, "</s>")
              for r in train_records) if is_builtin(cfg.model.path) else ()
     model, tokenizer = build_policy(cfg.model, texts)
-    train_samples = encode_supervised(train_records, tokenizer, cfg.max_length_tokens)
-    eval_samples = encode_supervised(eval_records, tokenizer, cfg.max_length_tokens)
+    max_length = effective_max_length(cfg.max_length_tokens, model.config)
+    train_samples = encode_supervised(train_records, tokenizer, max_length)
+    eval_samples = encode_supervised(eval_records, tokenizer, max_length)
     sink.log(f"sft: {len(train_samples)} training, {len(eval_samples)} held-out samples")
     collate = SupervisedCollator(tokenizer.pad_token_id)
     loader = make_loader(train_samples, cfg.batch_size, collate, cfg.seed)

@@ -1,10 +1,10 @@
 """WatchJob fan-out: one upstream `app.watch_job` per watched job, shared by every watcher.
 
 Without it, N watchers of a job each re-read the store for every update (N queries per event).
-A `JobFeed` pumps the job's updates once, from cursor 0, into a bounded in-memory window; each
-watcher reads the window from its own cursor and waits on one condition variable. A watcher whose
-cursor is older than the window (resuming far back, or too slow to keep up) is served straight
-from the control plane instead, so resuming from any cursor still replays everything.
+A `JobFeed` pumps the job's updates once, from its first watcher's cursor, into a bounded window
+of updates encoded once; each watcher reads the window from its own cursor and waits on one
+condition variable. A watcher whose cursor is older than the window (resuming far back, or too
+slow to keep up) is served straight from the control plane, so any cursor replays everything.
 """
 
 from __future__ import annotations
@@ -29,17 +29,19 @@ def _same(update: WatchUpdate) -> Any:
 
 class JobFeed:
     def __init__(self, app: ControlPlane, job_id: str, on_idle: Callable[[JobFeed], None],
-                 encode: Callable[[WatchUpdate], Any] = _same):
+                 encode: Callable[[WatchUpdate], Any] = _same, start: int = 0):
         self.app, self.job_id, self._on_idle, self._encode = app, job_id, on_idle, encode
         self._cursors: list[int] = []
         self._updates: list[Any] = []  # encoded once, shared by every watcher
-        self.floor = 0  # updates with cursor <= floor may have left the window
+        # The feed starts at its first watcher's cursor (no replay of history nobody asked for);
+        # updates with cursor <= floor are not in the window: older cursors read the store.
+        self.floor = start
         self.done = False
         self.stopped_idle = False  # the pump stopped because nobody watched, not at the job's end
         self.error: BaseException | None = None
         self.watchers = 0
         self._cond = threading.Condition()
-        self._source = app.watch_job(job_id, after_cursor=0)  # NotFound raises here
+        self._source = app.watch_job(job_id, after_cursor=start)  # NotFound raises here
 
     def start(self) -> None:
         threading.Thread(target=self._pump, name=f"watch-{self.job_id}", daemon=True).start()
@@ -116,7 +118,7 @@ class WatchHub:
         with self._lock:
             existing = self._feeds.get(job_id)
             if existing is None or existing.done:
-                feed = JobFeed(self.app, job_id, self._drop, self._encode)
+                feed = JobFeed(self.app, job_id, self._drop, self._encode, after_cursor)
                 self._feeds[job_id] = feed
                 feed.watchers += 1
                 feed.start()

@@ -75,3 +75,36 @@ def test_a_checkpoint_from_another_world_size_refuses_to_resume(tmp_path):
     (ckpt / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ResumeError, match="2 processes"):
         run(cfg, None)
+
+
+@pytest.mark.slow
+def test_a_deepspeed_run_resumes_its_engines_after_sigterm(tmp_path):
+    """ZeRO-2 through the CLI: exit 75 after the SIGTERM checkpoint, then resume to the same
+    actor as a straight run (DeepSpeed saves and restores the engines' optimizer shards)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.tools import ROOT
+
+    policy = build_tiny_policy(tmp_path / "policy")
+    common = {"iterations": 3, "checkpoint_every_steps": 1000,
+              "backend": {"kind": "deepspeed", "deepspeed": {"zero_stage": 2}}}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+
+    def cli(name: str, **extra_env: str) -> int:
+        cfg = tiny_stage_config(policy, tmp_path / name, **common)
+        stage = tmp_path / f"{name}.json"
+        stage.write_text(cfg.model_dump_json())
+        proc = subprocess.run([sys.executable, "-m", "runners.ppo_lag", "--config", str(stage)],
+                              cwd=ROOT, env={**env, **extra_env}, capture_output=True,
+                              text=True, timeout=600)
+        return proc.returncode
+
+    assert cli("resumed", SAFERLHF_FAULT_AFTER_STEPS="1") == EXIT_TRANSIENT
+    assert (tmp_path / "resumed" / "checkpoints" / "step-1" / "actor").is_dir()
+    assert cli("resumed") == 0
+    assert cli("straight") == 0
+    a, b = _weights(tmp_path / "straight" / "model"), _weights(tmp_path / "resumed" / "model")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key

@@ -202,3 +202,28 @@ def test_the_harmful_prompt_scope_keeps_only_harmful_prompts_costs_in_the_window
     trainer = PPOLagTrainer(all_cfg, EventSink(tmp_path / "out", enabled=False),
                             DistInfo(0, 1, 0, torch.device("cpu")))
     assert trainer.scoped_costs(exp) == [0.5, 2.0, -1.0, 3.0, -2.0]
+
+
+def test_ptx_adds_a_supervised_loss_and_update_iters_repeat_the_micro_batches(policy, tmp_path):
+    cfg = tiny_stage_config(policy, tmp_path / "out", update_iters=2, ptx_coeff=1.0,
+                            ptx_data=[{"format": "synthetic", "split": "sft", "size": 32}])
+    run(cfg, None)
+    steps = _metrics(tmp_path / "out")
+    assert [e["step"] for e in steps] == [1, 2, 3, 4]  # 2 iterations × 1 micro-batch × 2 passes
+    losses = [e["values"]["train/ptx_loss"] for e in steps]
+    assert all(0.0 < loss < 20.0 for loss in losses)
+
+
+def test_prompts_are_cut_to_leave_room_for_the_response_in_the_context(policy, tmp_path):
+    from types import SimpleNamespace
+
+    from runners.ppo_lag.trainer import prompt_budget
+
+    cfg = tiny_stage_config(policy, tmp_path / "out", max_length_tokens=512,
+                            rollout={"max_new_tokens": 16})
+    assert prompt_budget(cfg, SimpleNamespace(n_positions=64)) == 48
+    assert prompt_budget(cfg, SimpleNamespace(max_position_embeddings=1024)) == 512
+    too_long = tiny_stage_config(policy, tmp_path / "out", rollout={"max_new_tokens": 64})
+    with pytest.raises(InvalidInputError) as err:
+        prompt_budget(too_long, SimpleNamespace(n_positions=64))
+    assert err.value.field == "rollout.max_new_tokens"

@@ -64,7 +64,9 @@ def test_reward_resumed_after_sigterm_ends_with_the_same_weights_as_a_straight_r
     a, b = load_weights(tmp_path / "a" / "model"), load_weights(tmp_path / "b" / "model")
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
-    assert json.loads((tmp_path / "b" / "model" / "config.json").read_text())["count"] > 0
+    stats = [json.loads((tmp_path / run / "model" / "config.json").read_text()) for run in "ab"]
+    for key in ("mean", "var", "count"):  # the normaliser stats are resumed too
+        assert stats[1][key] == pytest.approx(stats[0][key], abs=1e-6), key
 
 
 def test_a_preference_row_with_a_missing_field_exits_2_naming_file_row_and_field(

@@ -64,3 +64,10 @@ def test_no_runner_module_uses_reduce_op_avg():
     root = Path(dist.__file__).parents[1]
     offenders = [str(p) for p in root.rglob("*.py") if "ReduceOp.AVG" in p.read_text()]
     assert offenders == []
+
+
+def test_stage_clis_accept_the_deepspeed_launchers_local_rank_flag():
+    from runners.common.stage_cli import parse_args
+
+    assert parse_args("sft", ["--config", "s.json", "--local_rank=1"]).local_rank == 1
+    assert parse_args("cost", ["--config", "s.json"]).local_rank == -1

@@ -59,3 +59,13 @@ def test_unknown_builtins_and_missing_folders_are_input_errors(tmp_path):
         resolve_model_path(str(tmp_path / "nope"))
     with pytest.raises(InvalidInputError, match="no config.json"):
         resolve_model_path(str(tmp_path))
+
+
+def test_max_length_is_capped_at_the_models_context():
+    from transformers import GPT2Config
+
+    from runners.common.models import effective_max_length
+
+    config = GPT2Config(n_positions=128)
+    assert effective_max_length(512, config) == 128
+    assert effective_max_length(96, config) == 96

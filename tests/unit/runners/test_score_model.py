@@ -117,3 +117,12 @@ def test_rescore_appends_the_score_tokenizers_eos_to_decoded_texts(scorer):
     plain = [s.removesuffix("</s>") for s in SEQUENCES]
     assert torch.allclose(rescore(plain, model, tok), score_texts(model, tok, SEQUENCES),
                           atol=1e-6)
+
+
+def test_normaliser_stats_travel_with_the_state_dict_for_checkpoints(scorer):
+    model, _ = scorer
+    model.config.mean, model.config.var, model.config.count = 1.5, 2.5, 9
+    state = model.state_dict()
+    model.config.mean, model.config.var, model.config.count = 0.0, 1.0, 0
+    model.load_state_dict(state)
+    assert (model.config.mean, model.config.var, model.config.count) == (1.5, 2.5, 9)

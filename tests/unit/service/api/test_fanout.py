@@ -73,3 +73,17 @@ def test_a_watcher_resuming_mid_stream_gets_only_later_updates():
     hub = WatchHub(app)
     assert [u.cursor for u in hub.watch(job_id, 2)] == [3]
     assert [u.kind for u in hub.watch(job_id, 0)] == ["job", "job", "job"]
+
+
+def test_a_feed_starts_at_its_first_watchers_cursor_and_older_cursors_still_replay():
+    app = CountingApp()
+    job_id = _job(app)
+    for _ in range(3):
+        app.set_state(job_id, JobState.RUNNING)
+        app.set_state(job_id, JobState.PAUSED)  # cursors 1..7
+    hub = WatchHub(app)
+    late = hub.watch(job_id, 6)
+    early = hub.watch(job_id, 0)
+    app.set_state(job_id, JobState.SUCCEEDED)  # cursor 8
+    assert [u.cursor for u in late] == [7, 8]
+    assert [u.cursor for u in early] == list(range(1, 9))

@@ -172,3 +172,22 @@ def test_request_metrics_count_each_method_and_code(served):
         "method": "saferlhf.v1.JobService/GetJob", "code": "NOT_FOUND"}) == 1.0
     assert registry.get_sample_value("saferlhf_grpc_request_duration_seconds_count", {
         "method": "saferlhf.v1.JobService/GetJob"}) == 1.0
+
+
+def test_report_events_rejects_absurdly_nested_payloads_and_keeps_the_header_authoritative(
+        served):
+    app, jobs, runner, _ = served
+    job_id = jobs.CreateJob(api.CreateJobRequest(spec_yaml=SPEC)).job.id
+    attempt_id = app.add_attempt(job_id, "r1/sft", "tok")
+    md = [("authorization", "Bearer tok")]
+    deep = pb.Event(seq=1, type=pb.EVENT_TYPE_LOG, payload_json="[" * 100_000)
+    with pytest.raises(grpc.RpcError) as info:
+        runner.ReportEvents(rpb.ReportEventsRequest(attempt_id=attempt_id, events=[deep]),
+                            metadata=md)
+    assert field_violations(info.value)[0][0] == "events[0].payload_json"
+    sneaky = pb.Event(seq=2, attempt=1, time="t", type=pb.EVENT_TYPE_LOG,
+                      payload_json='{"seq": 99, "type": "result", "message": "m"}')
+    runner.ReportEvents(rpb.ReportEventsRequest(attempt_id=attempt_id, events=[sneaky]),
+                        metadata=md)
+    stored = app.events[(attempt_id, 2)]
+    assert (stored.seq, stored.type, stored.payload["message"]) == (2, "log", "m")

@@ -196,3 +196,18 @@ def test_validate_and_schema_work_offline(tmp_path):
 def test_usage_errors_exit_2():
     assert run("frobnicate")[0] == 2
     assert run("get")[0] == 2
+
+
+def test_submit_wait_watches_to_the_end_and_exits_by_the_outcome(server, spec_file):
+    app, address = server
+
+    def finish_when_submitted() -> None:
+        for _ in range(100):
+            if app.jobs:
+                app.set_state(next(iter(app.jobs)), JobState.SUCCEEDED)
+                return
+            threading.Event().wait(0.05)
+    threading.Thread(target=finish_when_submitted).start()
+    code, out, _ = run("--server", address, "submit", spec_file, "--wait")
+    assert code == 0
+    assert "submitted" in out and "SUCCEEDED" in out
