@@ -34,6 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_PAGE_SIZE = 1000
 MAX_EVENTS_PER_BATCH = 10_000
 DEFAULT_PROJECT = "default"
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _EVENT_TYPES = {n: rpb_types.EventType.Name(n)[len("EVENT_TYPE_"):].lower()
                 for n in rpb_types.EventType.values() if n != 0}  # number → "metrics" …
 
@@ -76,9 +77,9 @@ def _require(**fields: Any) -> None:
 
 def _spec_project(spec_yaml: str) -> str | None:
     """metadata.project of a spec, or None where the text is not a mapping we can read."""
-    try:
-        doc = yaml.safe_load(spec_yaml)
-    except yaml.YAMLError:
+    try:  # libyaml when present: the loader proper parses the spec again anyway
+        doc = yaml.load(spec_yaml, Loader=_FAST_LOADER)  # noqa: S506 - a safe loader
+    except (yaml.YAMLError, RecursionError):
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
         return None
