@@ -12,10 +12,13 @@ when a tokenizer pads with its EOS token (GPT-2 style).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,34 @@ def tokenize_prompts(
 
 
 @torch.no_grad()
+def context_size(model) -> int | None:
+    """The model's position limit (GPT-2 `n_positions`, LLaMA `max_position_embeddings`)."""
+    config = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def fit_new_tokens(model, prompt_width: int, max_new_tokens: int) -> int:
+    """`max_new_tokens`, lowered so prompt + response stay inside the model's positions (past
+    them a learned position embedding has no row and generation crashes mid-batch)."""
+    limit = context_size(model)
+    if limit is None or prompt_width + max_new_tokens <= limit:
+        return max_new_tokens
+    room = limit - prompt_width
+    if room <= 0:
+        raise ValueError(
+            f"prompts of {prompt_width} tokens leave no room to generate in a model of {limit} "
+            "positions; shorten the prompts or use a model with more positions "
+            "(model.max_position_embeddings)"
+        )
+    log.warning("max_new_tokens %d lowered to %d: prompts of %d tokens in a %d-position model",
+                max_new_tokens, room, prompt_width, limit)
+    return room
+
+
 def generate(
     model,
     tokenizer,
@@ -146,6 +177,7 @@ def generate(
     )
     input_ids, prompt_mask = input_ids.to(device), prompt_mask.to(device)
     width = input_ids.shape[1]
+    max_new_tokens = fit_new_tokens(model, width, max_new_tokens)
     was_training = model.training
     model.eval()
     sample_kwargs = (

@@ -123,3 +123,18 @@ def test_generate_matches_a_no_cache_greedy_loop(tiny):
                 break
     got = out.sequences[0][out.attention_mask[0].bool()]
     assert got.tolist() == ids[0].tolist()
+
+
+def test_generation_never_runs_past_the_models_positions():
+    """Prompt + response beyond a GPT-2's `n_positions` used to crash with an IndexError in the
+    position embedding; max_new_tokens is now lowered to fit, and a prompt that leaves no room is
+    a clear error."""
+    import types
+
+    from runners.common.generation import fit_new_tokens
+
+    model = types.SimpleNamespace(config=types.SimpleNamespace(n_positions=32))
+    assert fit_new_tokens(model, prompt_width=20, max_new_tokens=8) == 8
+    assert fit_new_tokens(model, prompt_width=20, max_new_tokens=32) == 12
+    with pytest.raises(ValueError, match="no room to generate"):
+        fit_new_tokens(model, prompt_width=32, max_new_tokens=4)
