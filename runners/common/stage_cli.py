@@ -44,6 +44,13 @@ def _config_error(path: str, exc: Exception) -> str:
     return f"cannot read stage config {path}: {exc}"
 
 
+def _same_file(stream, path: Path) -> bool:
+    try:
+        return path.exists() and os.path.samestat(os.fstat(stream.fileno()), path.stat())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def setup_logging(output_dir: str) -> None:
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     rank = get_rank()
@@ -51,8 +58,9 @@ def setup_logging(output_dir: str) -> None:
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    name = "stage.log" if rank == 0 else f"stage.rank{rank}.log"
-    handlers.append(logging.FileHandler(Path(output_dir) / name))
+    log_path = Path(output_dir) / ("stage.log" if rank == 0 else f"stage.rank{rank}.log")
+    if not _same_file(sys.stderr, log_path):  # the local executor already sends stderr there
+        handlers.append(logging.FileHandler(log_path))
     for h in handlers:
         h.setFormatter(fmt)
         root.addHandler(h)
