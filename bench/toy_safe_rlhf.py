@@ -51,8 +51,8 @@ class Scale:
     max_new_tokens: int = 32
 
 
-FULL = Scale(sft_size=64_000, pref_size=4_000, prompts=2_048, iterations=40,
-             collect_prompts=1_000, eval_samples=4)
+FULL = Scale(sft_size=64_000, pref_size=4_000, prompts=2_048, iterations=30,
+             collect_prompts=1_000, eval_samples=2)
 QUICK = Scale(sft_size=9_600, pref_size=1_000, prompts=512, iterations=6,
               collect_prompts=200, eval_samples=1)
 
