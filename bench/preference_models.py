@@ -37,7 +37,8 @@ def machine() -> dict:
     except OSError:
         pass
     return {"cpu_count": os.cpu_count(), "cpu_model": model, "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version()}
+            "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 def bench(kind: str, backend: str, policy, tokenizer, records, args) -> tuple[float, float]:
@@ -130,7 +131,7 @@ def main() -> None:
             out[key][backend] = round(steps_rate, 3)
             tokens_rate.append(tok_rate)
         out["tokens_per_second"][backend] = round(sum(tokens_rate) / len(tokens_rate), 1)
-    out["config"] = {"model": "builtin:tiny-gpt2 (4 layers, d=160, vocab 512)",
+    out["config"] = {"model": f"builtin:tiny-gpt2 (4 layers, d=160, vocab {len(tokenizer)})",
                      "parameters": sum(p.numel() for p in policy.parameters()),
                      "batch_pairs": args.batch_size, "timed_steps": args.steps,
                      "deepspeed": "ZeRO-2, fp32, one process, client AdamW",
