@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
-from service.cli import render
+from service.cli import constraint, render
 from service.cli.client import EXIT_FAILED, EXIT_INVALID, Client, CliError
 from service.cli.watch import LiveView
 from service.gen.saferlhf.v1 import job_service_pb2 as api
@@ -72,6 +72,11 @@ def final_report(out: TextIO, got: Any, client: Client | None = None) -> None:
                 continue  # no log to show; the state line above still says what failed
             _print(out, f"\nlast lines of {stage.id}'s log:")
             _print(out, "\n".join(f"  {ln}" for ln in lines[-LOG_TAIL_LINES:]))
+    for line in constraint.condition_lines(got.job.conditions):
+        _print(out, line)
+    block = constraint.constraints_block(got.stages, metrics)
+    if block:
+        _print(out, "\nsafety constraint (PPO-Lagrangian):\n" + block)
     if render.has_report(got.stages, metrics):
         _print(out, "\nper-round report (harmful and helpful rates on held-out prompts):\n"
                + render.round_report(got.stages, metrics))
@@ -98,7 +103,8 @@ def cmd_submit(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_get(args: argparse.Namespace, out: TextIO) -> int:
     got = _client(args).call("GetJob", api.GetJobRequest(job_id=args.job))
-    _emit(out, got, args.output, render.job_text(got))
+    _print(out, render.dump(render.job_data(got), args.output)
+           if args.output in ("json", "yaml") else render.job_text(got))
     return 0
 
 

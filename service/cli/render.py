@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from google.protobuf.json_format import MessageToDict
 
+from service.cli.constraint import condition_lines, constraints, constraints_block
 from service.gen.saferlhf.v1 import resources_pb2 as pb
 
 # Metrics the live view and the report show, in order: (label, metric keys tried in turn).
@@ -160,6 +161,16 @@ def gates_block(gates: Iterable[pb.Gate]) -> str:
     return table(rows, ["GATE", "CONDITION", "OBSERVED", "STATE"]) if rows else ""
 
 
+def job_data(view: Any) -> dict[str, Any]:
+    """GetJobResponse → the `-o json|yaml` document: the response, plus `constraints` — per
+    PPO-Lagrangian stage the budget, threshold d (calibrated or raw), λ and J_C that the text
+    view shows (the guard conditions are in `job.conditions`)."""
+    data = to_data(view)
+    found = constraints(view.stages, latest_metrics(view.latest_metrics))
+    data["constraints"] = [c.as_data() for c in found]
+    return data
+
+
 def job_text(view: Any, now: float | None = None) -> str:
     """GetJobResponse → the human view of `saferlhf get`."""
     job = view.job
@@ -167,13 +178,15 @@ def job_text(view: Any, now: float | None = None) -> str:
              f"  age={age(job.create_time, now)}"]
     if job.message:
         parts.append(f"message: {job.message}")
-    for name, text in sorted(job.conditions.items()):
-        parts.append(f"condition {name}: {text}")
+    parts += condition_lines(job.conditions)  # guard warnings, `! VacuousThreshold: …`
     parts += ["", stages_block(view.stages)]
     gates = gates_block(view.gates)
     if gates:
         parts += ["", gates]
     metrics = latest_metrics(view.latest_metrics)
+    constraint = constraints_block(view.stages, metrics)
+    if constraint:
+        parts += ["", constraint]
     if has_report(view.stages, metrics):
         parts += ["", round_report(view.stages, metrics)]
     return "\n".join(parts)

@@ -1,6 +1,11 @@
 """The live view of a job (`saferlhf watch`, `run`, `submit --wait`): folds WatchJob updates into
 the job's current picture and shows it — redrawn in place on a terminal, one plain line per
-change when stdout is not a TTY (logs, CI), or one JSON document per update with `-o json`."""
+change when stdout is not a TTY (logs, CI), or one JSON document per update with `-o json`.
+
+Guard warnings (`VacuousThreshold: …`) become the job's conditions in the service without a watch
+update of their own, so the view raises them from the warning events itself, as the service does.
+A JSON document gains `constraint` (a ppo_lag stage's budget, d, λ, J_C) and `conditions` when they
+change."""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
-from service.cli import render
+from service.cli import constraint, render
 from service.gen.saferlhf.v1 import resources_pb2 as pb
 
 # The metrics a plain line shows for a metrics event (short label, key).
@@ -30,6 +35,8 @@ class LiveView:
         self.stages: dict[str, pb.Stage] = {}
         self.gates: dict[str, pb.Gate] = {}
         self.metrics: dict[str, dict[str, float]] = {}
+        self.conditions: dict[str, str] = {}  # guard condition name -> message
+        self._json_shown: dict[str, Any] = {}  # stage id / "conditions" -> what JSON last carried
         self.cursor = 0
         self._last_draw = float("-inf")
         self._shown_progress: dict[str, int] = {}
@@ -39,6 +46,7 @@ class LiveView:
         self.job = view.job
         self.stages = {s.id: s for s in view.stages}
         self.gates = {g.id: g for g in view.gates}
+        self.conditions = dict(view.job.conditions)
         self.metrics = render.latest_metrics(view.latest_metrics)
 
     def follow(self, updates: Iterable[pb.Job]) -> pb.Job | None:
@@ -51,13 +59,11 @@ class LiveView:
     def apply(self, msg: Any) -> None:
         self.cursor = msg.cursor
         which = msg.WhichOneof("update")
-        if self.mode == "json":
-            self.out.write(json.dumps(render.to_data(msg), ensure_ascii=False) + "\n")
-            self.out.flush()
         line = None
         if which == "job":
             changed = self.job is None or self.job.state != msg.job.state
             self.job = msg.job
+            self.conditions.update(msg.job.conditions)
             if changed:
                 line = f"job {msg.job.id} {render.job_state(msg.job.state)}" + (
                     f": {msg.job.message}" if msg.job.message else "")
@@ -71,11 +77,27 @@ class LiveView:
                     f"({msg.gate.metric} {msg.gate.op} {msg.gate.value:g}, observed {observed})")
         elif which == "event":
             line = self._event(msg)
-        if self.mode == "plain" and line:
+        if self.mode == "json":
+            self._write_json(msg, msg.stage.id if which == "stage" else
+                             msg.event.stage_id if which == "event" else "")
+        elif self.mode == "plain" and line:
             self.out.write(f"{time.strftime('%H:%M:%S')} {line}\n")
             self.out.flush()
         elif self.mode == "tty":
             self.draw()
+
+    def _write_json(self, msg: Any, stage_id: str) -> None:
+        doc = render.to_data(msg)
+        stage = self.stages.get(stage_id)
+        found = constraint.constraint_of(stage, self.metrics.get(stage_id, {})) if stage else None
+        if found is not None and self._json_shown.get(stage_id) != found:
+            self._json_shown[stage_id] = found
+            doc["constraint"] = found.as_data()
+        if self.conditions and self._json_shown.get("conditions") != self.conditions:
+            self._json_shown["conditions"] = dict(self.conditions)
+            doc["conditions"] = dict(self.conditions)
+        self.out.write(json.dumps(doc, ensure_ascii=False) + "\n")
+        self.out.flush()
 
     def _stage(self, stage: pb.Stage) -> str | None:
         old = self.stages.get(stage.id)
@@ -103,8 +125,17 @@ class LiveView:
             values = {p.name: p.value for p in msg.metric_points}
             shown = [f"{label}={render.fmt_value(values[k])}" for label, k in LINE_METRICS
                      if k in values]
-            return f"stage {stage} step {payload.get('step', '?')}: " + " ".join(shown) \
-                if shown else None
+            if shown:
+                return f"stage {stage} step {payload.get('step', '?')}: " + " ".join(shown)
+            if "calibration/threshold" in values and stage in self.stages:  # the budget's d
+                found = constraint.constraint_of(self.stages[stage], self.metrics[stage])
+                return f"stage {found.line()}" if found else None
+            return None
+        message = str(payload.get("message", ""))
+        name = constraint.condition_name(message)
+        if event.type == pb.EVENT_TYPE_LOG and payload.get("level") == "warning" and name:
+            self.conditions[name] = message
+            return f"! {message} [{stage}]"
         if event.type == pb.EVENT_TYPE_LOG and payload.get("level") in ("warning", "error"):
             return f"stage {stage} {payload['level']}: {payload.get('message', '')}"
         if event.type == pb.EVENT_TYPE_RESULT:
@@ -116,11 +147,14 @@ class LiveView:
             return "waiting for the job…"
         stages = list(self.stages.values())
         parts = [f"{self.job.id}  {self.job.name}  {render.job_state(self.job.state)}"
-                 + (f"  — {self.job.message}" if self.job.message else ""), "",
-                 render.stages_block(stages)]
+                 + (f"  — {self.job.message}" if self.job.message else ""),
+                 *constraint.condition_lines(self.conditions), "", render.stages_block(stages)]
         gates = render.gates_block(self.gates.values())
         if gates:
             parts += ["", gates]
+        block = constraint.constraints_block(stages, self.metrics)
+        if block:
+            parts += ["", block]
         if render.has_report(stages, self.metrics):
             parts += ["", render.round_report(stages, self.metrics)]
         return "\n".join(parts)

@@ -46,6 +46,7 @@ class FakeControlPlane:
         self.events: dict[tuple[str, int], StoredEvent] = {}
         self.logs: dict[tuple[str, str], list[str]] = {}
         self.by_request: dict[str, str] = {}
+        self.latest_metrics: dict[str, dict[str, dict[str, float]]] = {}  # job -> stage -> name
 
     # -- helpers for tests -------------------------------------------------------------------
     def add_attempt(self, job_id: str, stage_id: str, token: str) -> str:
@@ -115,7 +116,7 @@ class FakeControlPlane:
                        attempts=tuple(a for a, _ in self.attempts.values() if a.job_id == job_id),
                        gates=tuple(self.gates[job_id]),
                        transitions=(Transition(1000.0, "job", "", "PENDING", "Created"),),
-                       latest_metrics={})
+                       latest_metrics=self.latest_metrics.get(job_id, {}))
 
     def list_jobs(self, *, projects: list[str] | None, filter: str, page_size: int,
                   page_token: str) -> Page:
