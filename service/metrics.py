@@ -1,7 +1,9 @@
 """Prometheus metrics (DESIGN §9), built from `service.metrics_catalog` on an injected registry.
 
 - Training gauges mirror runner metric keys (the catalog's `source`), labelled
-  saferlhf_job (the job id), project, round, stage (the runner kind).
+  saferlhf_job (the job id), project, round, stage (the runner kind). They live in one
+  `TrainingSeries` collector (plain dicts, exposition lines built on update) rather than Gauge
+  children, so a 1,000-job scrape stays cheap (`service.metrics_series`).
 - `saferlhf_jobs` is computed from the store at scrape time by a custom collector.
 - Per-job series are removed `retention_seconds` after the job ends (`sweep`), so cardinality is
   bounded by the jobs in flight plus the recently finished ones.
@@ -13,14 +15,17 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from service.metrics_catalog import BY_NAME, CATALOG
+from service import metrics_http
+from service.metrics_catalog import BY_NAME, CATALOG, TRAIN_LABELS
+from service.metrics_series import TrainingSeries
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,9 @@ _PLAIN_SOURCES: dict[str, str] = {
     and m.source not in ("step", "progress")
 }
 GUARDS = ("VacuousThreshold", "LambdaPinned", "LambdaBelowBreakEven")
+# registry -> the training series `Metrics` put on it, so `serve_metrics(registry)` finds them
+_TRAINING: weakref.WeakKeyDictionary[CollectorRegistry, TrainingSeries] = (
+    weakref.WeakKeyDictionary())
 
 
 def route(key: str) -> tuple[str, dict[str, str]] | None:
@@ -92,8 +100,11 @@ class Metrics:
         self.registry = registry
         self.retention_seconds = retention_seconds
         self.families: dict[str, Any] = {}
+        self.training = TrainingSeries([m for m in CATALOG if m.labels[:4] == TRAIN_LABELS])
+        registry.register(self.training)
+        _TRAINING[registry] = self.training
         for m in CATALOG:
-            if m.name == "saferlhf_jobs":
+            if m.name == "saferlhf_jobs" or m.labels[:4] == TRAIN_LABELS:
                 continue
             if m.type == "gauge":
                 self.families[m.name] = Gauge(m.name, m.help, m.labels, registry=registry)
@@ -110,21 +121,18 @@ class Metrics:
             registry.register(JobsCollector(count_jobs))
         self._lock = threading.Lock()
         self._series: dict[str, set[tuple[str, tuple[str, ...]]]] = {}  # job id -> series
-        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}  # series -> its child
+        self._known: set[tuple[str, tuple[str, ...]]] = set()  # every live training series
         self._ended: dict[str, float] = {}  # job id -> time it ended
 
     # ---- training gauges --------------------------------------------------------------------
     def _set(self, name: str, labels: dict[str, str], value: float, job_id: str) -> None:
-        m = BY_NAME[name]
-        values = tuple(labels[k] for k in m.labels)
+        values = tuple(labels[k] for k in BY_NAME[name].labels)
         key = (name, values)
-        child = self._children.get(key)
-        if child is None:
-            child = self.families[name].labels(*values)
+        if key not in self._known:
             with self._lock:
-                self._children[key] = child
+                self._known.add(key)
                 self._series.setdefault(job_id, set()).add(key)
-        child.set(value)
+        self.training.set(name, values, value)
         if job_id in self._ended:
             with self._lock:
                 self._ended.pop(job_id, None)
@@ -202,12 +210,8 @@ class Metrics:
             dropped = 0
             for job_id in expired:
                 for name, values in self._series.pop(job_id, set()):
-                    self._children.pop((name, values), None)
-                    try:
-                        self.families[name].remove(*values)
-                        dropped += 1
-                    except KeyError:
-                        pass
+                    self._known.discard((name, values))
+                    dropped += self.training.remove(name, values)
                 del self._ended[job_id]
         return dropped
 
@@ -218,7 +222,6 @@ class Metrics:
 
 def serve_metrics(registry: CollectorRegistry, address: str) -> tuple[Any, threading.Thread]:
     """Serve `registry` at http://<address>/metrics; returns (server, thread). Port 0 picks one:
-    read it from `server.server_port`. Stop with `server.shutdown()`."""
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    return start_http_server(int(port), addr=host, registry=registry)
+    read it from `server.server_port`. Stop with `server.shutdown()`. The training families of
+    the `Metrics` built on `registry` come from pre-built lines (`service.metrics_series`)."""
+    return metrics_http.serve(registry, address, _TRAINING.get(registry))
