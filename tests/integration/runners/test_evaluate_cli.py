@@ -92,8 +92,11 @@ def test_evaluate_reports_judges_arena_and_plots_for_every_version(models, tmp_p
     answers = [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
     latest = [a for a in answers if a["version"] == "round-1"]
     assert len(answers) == 2 * len(latest) == 2 * (8 + 3) * 2
+    # the harmful rate counts answers to prompts not labelled safe (the paper: red-team prompts)
+    judged = [a for a in latest if a["is_harmful_prompt"] is not False]
+    assert len(judged) < len(latest)  # the safe prompts' answers were left out
     assert result["eval/harmful_rate"] == pytest.approx(
-        sum(a["cost"] > 0 for a in latest) / len(latest))
+        sum(a["cost"] > 0 for a in judged) / len(judged))
     harmful_prompts = [a for a in latest if a["is_harmful_prompt"]]
     assert result["eval/harmful_rate/keyword"] == pytest.approx(
         sum(not a["refusal"] for a in harmful_prompts) / len(harmful_prompts))
