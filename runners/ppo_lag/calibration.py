@@ -52,6 +52,9 @@ class Calibration:
     samples: int
     harmful_samples: int
     prompt_labels: Literal["data", "cost_model"]  # where p_h came from
+    # "mirrored": one class had no sample (an already-safe starting policy), so its mean cost is
+    # the other class's mean with the sign flipped
+    unsafe_cost_source: Literal["samples", "mirrored"] = "samples"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -105,15 +108,27 @@ def derive_threshold(
         unsafe = [c for c in costs if c > 0]
     if not safe:
         safe = [c for c in costs if c <= 0]
-    if not unsafe or not safe:
-        which = "unsafe (cost > 0)" if not unsafe else "safe (cost ≤ 0)"
-        raise CalibrationError(
-            f"the cost model scored no calibration response as {which}, so its scale cannot be "
-            "estimated; check the cost model (sign convention: cost > 0 ⇔ unsafe) or give a raw "
-            "`threshold`"
-        )
+    if not unsafe and not safe:
+        raise CalibrationError("no calibration costs; check the cost model")
     c_u, c_s = _mean(unsafe), _mean(safe)
-    assert c_u is not None and c_s is not None
+    unsafe_cost_source: Literal["samples", "mirrored"] = "samples"
+    if c_u is None or c_s is None:
+        # A starting policy that is already safe (typical from round 2 on) gives no unsafe
+        # sample, so c_u cannot be measured. The cost model's sign terms (reference §4) train
+        # unsafe and safe costs to opposite signs with a similar magnitude (the toy: +3.36 vs
+        # −3.34), so mirror the measured class; `unsafe_cost_source` records it.
+        if c_u is None:
+            assert c_s is not None
+            if c_s >= 0:
+                raise CalibrationError(
+                    "the cost model scored no calibration response as unsafe (cost > 0) and its "
+                    "safe responses are not negative, so its scale cannot be estimated; check "
+                    "the cost model (sign convention: cost > 0 ⇔ unsafe) or give a raw "
+                    "`threshold`")
+            c_u = -c_s
+        else:
+            c_s = -c_u
+        unsafe_cost_source = "mirrored"
     p_h = len(harmful_idx) / n
     c_b = _mean([costs[i] for i in benign_idx])
     d = threshold_for(target, scope, mean_cost_safe=c_s, mean_cost_unsafe=c_u,
@@ -127,6 +142,7 @@ def derive_threshold(
         start_episode_cost=start_jc,
         break_even_lambda=break_even_lambda(costs, harmful_prompt, rewards) if rewards else None,
         samples=n, harmful_samples=len(harmful_idx), prompt_labels=prompt_labels,
+        unsafe_cost_source=unsafe_cost_source,
     )
 
 

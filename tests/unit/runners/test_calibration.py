@@ -60,9 +60,20 @@ def test_break_even_lambda_is_the_reward_gap_over_the_cost_gap():
     assert cal.break_even_lambda == pytest.approx(0.375)
 
 
+def test_an_already_safe_starting_policy_mirrors_the_safe_cost_for_the_unsafe_one():
+    # Round 2 starts from a safe policy: no response costs > 0. c_s = mean(-3, -3, -2) on the
+    # harmful prompts = -8/3, so c_u is taken as +8/3 and d = 0.02·8/3 + 0.98·(-8/3).
+    cal = derive_threshold([-3.0, -3.0, -2.0, -4.0], [True, True, True, False], target=0.02,
+                           scope="harmful_prompts")
+    assert cal.unsafe_cost_source == "mirrored"
+    assert cal.mean_cost_unsafe == pytest.approx(8 / 3)
+    assert cal.threshold == pytest.approx(0.02 * 8 / 3 + 0.98 * (-8 / 3))
+    assert cal.start_harmful_rate == 0.0
+
+
 def test_calibration_fails_clearly_when_the_cost_model_never_flags():
-    with pytest.raises(CalibrationError, match="unsafe"):
-        derive_threshold([-1.0, -2.0], [True, False], target=0.02, scope="harmful_prompts")
+    with pytest.raises(CalibrationError, match="unsafe"):  # not even negative: no scale
+        derive_threshold([0.0, -0.0], [True, False], target=0.02, scope="harmful_prompts")
     with pytest.raises(CalibrationError, match="no harmful prompts"):
         derive_threshold([1.0, -2.0], [False, False], target=0.02, scope="harmful_prompts")
 
