@@ -291,7 +291,7 @@ def figures(results: dict[str, Any], out_dir: Path) -> list[str]:
         ax.plot(xs, [t.get("train/episode_cost") for t in trace], label="episode cost J_C")
         ax.plot(xs, [t.get("train/threshold") for t in trace], "--", label="threshold d")
         ax.set_title(name)
-        ax.set_xlabel("RL step (3 rounds)")
+        ax.set_xlabel("RL step (every round run, in order)")
         ax.legend()
     fig.tight_layout()
     path = out_dir / "toy_lambda.png"
