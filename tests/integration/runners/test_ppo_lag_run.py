@@ -140,15 +140,17 @@ def test_a_safety_budget_is_calibrated_into_the_threshold_and_recorded(
     assert _metrics(tmp_path / "out")[0]["values"]["train/threshold"] == pytest.approx(expected)
 
 
-def test_a_budget_the_cost_signal_cannot_support_is_an_input_error_naming_the_field(
-    policy, tmp_path
-):
-    """The oracle never flags a random policy's answers, so the unsafe cost scale is unknown."""
-    cfg = tiny_stage_config(policy, tmp_path / "out", threshold=None,
+def test_a_budget_from_a_policy_that_is_never_unsafe_mirrors_the_safe_cost(policy, tmp_path):
+    """The oracle never flags a random policy's answers (cost −1 each), so the unsafe cost is
+    not measured: it is mirrored to +1 and d = 0.02·(+1) + 0.98·(−1) = −0.96 (round ≥ 2 of a
+    real run starts from such an already-safe policy)."""
+    cfg = tiny_stage_config(policy, tmp_path / "out", threshold=None, iterations=1,
                             safety_budget={"max_harmful_rate": 0.02, "calibration_samples": 16})
-    with pytest.raises(InvalidInputError) as err:
-        run(cfg, None)
-    assert err.value.field == "safety_budget" and "unsafe" in str(err.value)
+    run(cfg, None)
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["calibration"]["unsafe_cost_source"] == "mirrored"
+    assert result["calibration"]["mean_cost_unsafe"] == pytest.approx(1.0)
+    assert result["threshold"] == pytest.approx(-0.96)
 
 
 def test_the_cli_exits_2_and_names_the_field_when_the_reward_model_is_missing(policy, tmp_path):
