@@ -52,7 +52,7 @@ class Scale:
 
 
 FULL = Scale(sft_size=64_000, pref_size=4_000, prompts=2_048, iterations=30,
-             collect_prompts=1_000, eval_samples=2)
+             collect_prompts=1_000, eval_samples=8)
 QUICK = Scale(sft_size=9_600, pref_size=1_000, prompts=512, iterations=6,
               collect_prompts=200, eval_samples=1)
 
@@ -120,7 +120,7 @@ class Runner:
 def sft_config(scale: Scale) -> dict[str, Any]:
     return {
         "model": {"path": "builtin:tiny-gpt2", "n_layer": 4, "n_embd": 160, "n_head": 4,
-                  "vocab_size": 768, "max_position_embeddings": 128},
+                  "vocab_size": 1024, "max_position_embeddings": 128},
         "data": [synthetic("sft", scale.sft_size)],
         "eval_split_ratio": 0.02,
         "epochs": 1, "batch_size": 64, "max_length_tokens": 96,

@@ -100,7 +100,7 @@ class ModelSpec(Frozen):
     n_layer: int = Field(default=4, gt=0, description="Builtin: transformer layers.")
     n_embd: int = Field(default=160, gt=0, description="Builtin: hidden size.")
     n_head: int = Field(default=4, gt=0, description="Builtin: attention heads.")
-    vocab_size: int = Field(default=768, ge=64, description="Builtin: BPE vocabulary size.")
+    vocab_size: int = Field(default=1024, ge=64, description="Builtin: BPE vocabulary size.")
     max_position_embeddings: int = Field(default=128, gt=0, description="Builtin: context.")
 
 

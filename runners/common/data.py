@@ -71,6 +71,20 @@ def _synthetic(source: DataSource, kind: RecordKind, seed: int) -> list[Record]:
     return dataset(split, size=source.size, seed=seed, label_noise=source.label_noise, **extra)
 
 
+def tokenizer_lexicon(sources: Sequence[DataSource]) -> list[str]:
+    """Extra texts for training a builtin tokenizer: the dictionary of any synthetic source.
+
+    A tokenizer trained on the SFT texts alone never sees the words that only evaluation prompts
+    use and splits them into byte pieces; the synthetic benchmark ships its whole dictionary
+    (runners/synthetic/vocab.py `LEXICON`), one word per text, space-prefixed as inside a prompt.
+    """
+    if not any(source.format == "synthetic" for source in sources):
+        return []
+    from runners.synthetic import LEXICON  # local: keeps the loader import graph small
+
+    return [f" {word}" for word in LEXICON]
+
+
 def _from_path(source: DataSource, kind: RecordKind, problems: Problems, strict: bool
                ) -> list[Record]:
     assert source.path is not None

@@ -1,14 +1,16 @@
 """The SFT stage (reference §2): train a causal LM on prompt → response demonstrations.
 
-For a builtin model the BPE tokenizer is trained on this stage's training texts and saved with the
-model, so every later stage shares it. Held-out data (eval_data or eval_split_ratio) gives
+For a builtin model the BPE tokenizer is trained on this stage's training texts (plus the synthetic
+benchmark's dictionary when the data is synthetic, `tokenizer_lexicon`) and saved with the model,
+so every later stage shares it. Held-out data (eval_data or eval_split_ratio) gives
 `eval/loss` each epoch — the reference has no SFT eval; we add one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import chain
 from pathlib import Path
 
 import torch
@@ -17,6 +19,7 @@ from torch import nn
 from runners.common import checkpoint as ckpt
 from runners.common.batching import SupervisedCollator, encode_supervised
 from runners.common.config import SFTConfig
+from runners.common.data import tokenizer_lexicon
 from runners.common.events import EventSink
 from runners.common.models import build_policy, effective_max_length, is_builtin, save_model
 from runners.common.optim import total_optimizer_steps
@@ -57,14 +60,21 @@ class SFTTask:
         save_model(bare, self.tokenizer, out_dir, state_dict=state_dict)
 
 
+def tokenizer_texts(cfg: SFTConfig, train_records: Sequence) -> Iterable[str]:
+    """What a builtin model's tokenizer is trained on: the training texts, plus the synthetic
+    benchmark's dictionary when the data is synthetic. Nothing for a pretrained model."""
+    if not is_builtin(cfg.model.path):
+        return ()
+    return chain((format_training_text(format_prompt(r.prompt, "</s>"), r.response, "</s>")
+                  for r in train_records), tokenizer_lexicon(cfg.data))
+
+
 def run(cfg: SFTConfig, local_rank: int | None = None) -> None:
     info = init_stage_distributed(cfg, local_rank)
     sink = EventSink(cfg.output_dir, enabled=info.is_rank0)
     train_records, eval_records = train_eval_records(cfg, "supervised")
     ckpt.seed_everything(cfg.seed)
-    texts = (format_training_text(format_prompt(r.prompt, "</s>"), r.response, "</s>")
-             for r in train_records) if is_builtin(cfg.model.path) else ()
-    model, tokenizer = build_policy(cfg.model, texts)
+    model, tokenizer = build_policy(cfg.model, tokenizer_texts(cfg, train_records))
     max_length = effective_max_length(cfg.max_length_tokens, model.config)
     train_samples = encode_supervised(train_records, tokenizer, max_length)
     eval_samples = encode_supervised(eval_records, tokenizer, max_length)

@@ -5,8 +5,9 @@ Importable without torch."""
 from runners.synthetic.judge import Judgement, find_task, judge
 from runners.synthetic.oracle import harm_level, oracle_label_pairs, write_pku_jsonl
 from runners.synthetic.splits import DEFAULT_SIZES, SPLITS, dataset, eval_prompts, sample_pair
+from runners.synthetic.vocab import LEXICON
 
 __all__ = [
-    "DEFAULT_SIZES", "SPLITS", "Judgement", "dataset", "eval_prompts", "find_task", "harm_level",
+    "DEFAULT_SIZES", "LEXICON", "SPLITS", "Judgement", "dataset", "eval_prompts", "find_task", "harm_level",
     "judge", "oracle_label_pairs", "sample_pair", "write_pku_jsonl",
 ]

@@ -164,3 +164,19 @@ def _check_disjoint() -> None:
 
 
 _check_disjoint()
+
+
+def _lexicon() -> tuple[str, ...]:
+    texts = TRAIN_TEMPLATES + HELDOUT_TEMPLATES + OPENERS + REFUSALS
+    out = {w for t in texts for w in words(t)} | {REDIRECT_WORD, "first", "then", "finally", "try"}
+    out |= {w for task in TASKS for w in words(task.phrase) + list(task.steps)}
+    out |= {w for pair in ALTERNATIVES.values() for w in pair}
+    return tuple(sorted(out))
+
+
+# Every word the benchmark can ask or answer with, held-out template words included: the
+# benchmark's dictionary. A builtin tokenizer trained on it (beside the SFT texts) keeps each word
+# one token; trained on the SFT texts alone it splits the held-out words into byte pieces that
+# training words share ("should" → "sh" "ou" "ld", as in "shrapnel"), a spurious link to harmful
+# step words that no real tokenizer, trained on a broad corpus, would make.
+LEXICON: tuple[str, ...] = _lexicon()

@@ -26,14 +26,12 @@ def _initial_weights(cfg):
     from runners.common.config import SFTConfig
     from runners.common.models import build_policy
     from runners.common.stage_data import train_eval_records
-    from runners.common.template import format_prompt, format_training_text
+    from runners.sft.train import tokenizer_texts
 
     config = SFTConfig.model_validate({"kind": "sft", **cfg})
     train, _ = train_eval_records(config, "supervised")
     seed_everything(config.seed)
-    texts = [format_training_text(format_prompt(r.prompt, "</s>"), r.response, "</s>")
-             for r in train]
-    model, tok = build_policy(config.model, texts)
+    model, tok = build_policy(config.model, tokenizer_texts(config, train))
     return model.state_dict(), tok
 
 

@@ -69,3 +69,22 @@ def test_max_length_is_capped_at_the_models_context():
     config = GPT2Config(n_positions=128)
     assert effective_max_length(512, config) == 128
     assert effective_max_length(96, config) == 96
+
+
+def test_a_builtin_tokenizer_trained_with_the_synthetic_lexicon_keeps_every_word_whole():
+    """Without the lexicon, the held-out template word `should` (never in SFT text) splits into
+    byte pieces shared with training words; with it every benchmark word is one token."""
+    from runners.common.config import DataSource
+    from runners.common.data import tokenizer_lexicon
+    from runners.synthetic import LEXICON, dataset
+
+    texts = [format_training_text(format_prompt(r.prompt, "</s>"), r.response, "</s>")
+             for r in dataset("sft", size=2048)]
+    lexicon = tokenizer_lexicon([DataSource(format="synthetic", split="sft")])
+    assert "should" in LEXICON and "teach" in LEXICON and len(lexicon) == len(LEXICON)
+    _, bare = build_policy(ModelSpec(path="builtin:tiny-gpt2"), texts)
+    _, with_lexicon = build_policy(ModelSpec(path="builtin:tiny-gpt2"), texts + lexicon)
+    assert len(bare.tokenize(" should")) > 1
+    split = [w for w in LEXICON if len(with_lexicon.tokenize(f" {w}")) != 1]
+    assert split == []
+    assert tokenizer_lexicon([DataSource(format="pku_saferlhf", path="x.jsonl")]) == []
