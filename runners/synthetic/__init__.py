@@ -8,6 +8,6 @@ from runners.synthetic.splits import DEFAULT_SIZES, SPLITS, dataset, eval_prompt
 from runners.synthetic.vocab import LEXICON
 
 __all__ = [
-    "DEFAULT_SIZES", "LEXICON", "SPLITS", "Judgement", "dataset", "eval_prompts", "find_task", "harm_level",
-    "judge", "oracle_label_pairs", "sample_pair", "write_pku_jsonl",
+    "DEFAULT_SIZES", "LEXICON", "SPLITS", "Judgement", "dataset", "eval_prompts", "find_task",
+    "harm_level", "judge", "oracle_label_pairs", "sample_pair", "write_pku_jsonl",
 ]
