@@ -39,6 +39,7 @@ from prometheus_client import CollectorRegistry
 
 from service.api.server import create_server
 from service.auth import TokenAuth
+from service.cli.serve import freeze_startup_heap
 from service.execution.base import LaunchSpec, RunState, RunStatus
 from service.gen.saferlhf.v1 import job_service_pb2 as api
 from service.gen.saferlhf.v1 import job_service_pb2_grpc as api_grpc
@@ -97,6 +98,7 @@ def served(state_dir: str, *, store: Any = None, start: bool = True,
     server.start()
     if start:
         app.start()
+    freeze_startup_heap()  # as `saferlhf serve` does
     try:
         yield app, executor, address
     finally:
@@ -145,14 +147,16 @@ def bench_ingest(address: str, executor: NullExecutor, per_stream: int,
     stub = rpb_grpc.RunnerServiceStub(channel)
     stored = [0] * len(specs)
 
+    # Each runner's batches are built before the clock starts: encoding them is the runners'
+    # work, in their own processes, not the service's; here they would share its GIL.
+    requests = [[rpb.ReportEventsRequest(attempt_id=spec.attempt_id,
+                                         events=_events(start, min(batch, per_stream + 1 - start)))
+                 for start in range(1, per_stream + 1, batch)] for spec in specs]
+
     def stream(i: int, spec: LaunchSpec) -> None:
         md = [("authorization", f"Bearer {spec.env['SAFERLHF_STAGE_TOKEN']}")]
-        for start in range(1, per_stream + 1, batch):
-            n = min(batch, per_stream + 1 - start)
-            r = stub.ReportEvents(rpb.ReportEventsRequest(attempt_id=spec.attempt_id,
-                                                          events=_events(start, n)),
-                                  metadata=md, timeout=120)
-            stored[i] += r.stored
+        for request in requests[i]:
+            stored[i] += stub.ReportEvents(request, metadata=md, timeout=120).stored
     threads = [threading.Thread(target=stream, args=(i, s)) for i, s in enumerate(specs)]
     t = time.perf_counter()
     for th in threads:
@@ -166,49 +170,69 @@ def bench_ingest(address: str, executor: NullExecutor, per_stream: int,
     return sum(stored) / elapsed
 
 
-def bench_watch(app: Any, address: str, spec: LaunchSpec, watchers: int,
-                events: int, first: int = 10_000_000) -> tuple[float, float]:
-    """(p99, p50) ms from ReportEvents being sent to each watcher receiving the event."""
-    job_id = spec.job_id
-    after = app.store.max_cursor(job_id)
+def _watchers(address: str, job_id: str, after: int, watchers: int, events: int,
+              ready: Any, delays: Any) -> None:
+    """A watcher process (as `saferlhf watch` terminals and dashboards are): `watchers` streams
+    of one job, each recording send → receive delays of the events that carry `sent`. Both sides
+    read time.perf_counter, CLOCK_MONOTONIC on Linux: one clock for every process."""
     channel = grpc.insecure_channel(address)
     jobs = api_grpc.JobServiceStub(channel)
-    runner = rpb_grpc.RunnerServiceStub(channel)
-    delays: list[float] = []
     lock = threading.Lock()
-    ready = threading.Barrier(watchers + 1)
-    streams = []
+    got: list[float] = []
+    started = threading.Barrier(watchers + 1)
 
     def watch() -> None:
         stream = jobs.WatchJob(api.WatchJobRequest(job_id=job_id, after_cursor=after))
-        streams.append(stream)
-        ready.wait()
-        got = 0
+        started.wait()
+        seen = 0
         for msg in stream:
             if msg.WhichOneof("update") != "event":
                 continue
             payload = json.loads(msg.event.payload_json)
             if "sent" in payload:
                 with lock:
-                    delays.append((time.perf_counter() - payload["sent"]) * 1000.0)
-                got += 1
-                if got == events:
+                    got.append((time.perf_counter() - payload["sent"]) * 1000.0)
+                seen += 1
+                if seen == events:
+                    stream.cancel()
                     return
     threads = [threading.Thread(target=watch, daemon=True) for _ in range(watchers)]
     for th in threads:
         th.start()
-    ready.wait()
+    started.wait()
+    ready.set()
+    for th in threads:
+        th.join(timeout=120)
+    delays.put(got)
+    channel.close()
+
+
+def bench_watch(app: Any, address: str, spec: LaunchSpec, watchers: int,
+                events: int, first: int = 10_000_000) -> tuple[float, float]:
+    """(p99, p50) ms from ReportEvents being sent to each watcher receiving the event; the
+    watchers run in their own process, not on the service's interpreter lock."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    ready, delays_q = ctx.Event(), ctx.Queue()
+    child = ctx.Process(target=_watchers, args=(
+        address, spec.job_id, app.store.max_cursor(spec.job_id), watchers, events, ready,
+        delays_q), daemon=True)
+    child.start()
+    if not ready.wait(timeout=120):
+        child.kill()
+        raise RuntimeError("the watcher process did not start its streams")
     time.sleep(0.5)  # let every stream reach the server
+    channel = grpc.insecure_channel(address)
+    runner = rpb_grpc.RunnerServiceStub(channel)
     md = [("authorization", f"Bearer {spec.env['SAFERLHF_STAGE_TOKEN']}")]
     for i in range(events):
         runner.ReportEvents(rpb.ReportEventsRequest(
             attempt_id=spec.attempt_id, events=_events(first + i, 1, time.perf_counter())),
             metadata=md, timeout=30)
         time.sleep(0.02)
-    for th in threads:
-        th.join(timeout=60)
-    for s in streams:
-        s.cancel()
+    delays: list[float] = delays_q.get(timeout=180)
+    child.join(timeout=30)
     channel.close()
     if len(delays) != watchers * events:
         raise RuntimeError(f"watchers received {len(delays)} of {watchers * events} events")

@@ -61,6 +61,10 @@ def route(key: str) -> tuple[str, dict[str, str]] | None:
     return None
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 @functools.lru_cache(maxsize=4096)
 def _route_key(key: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
     target = route(key)
@@ -152,6 +156,7 @@ class Metrics:
         """Update the training gauges from a batch of one stage's events, in order. Gauges keep
         only the last value, so each series is set once per batch."""
         last: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        values: dict[str, Any] = {}  # the batch's last value of each key, merged at C speed
         for event in events:
             etype = event.get("type")
             if etype == "progress":
@@ -162,16 +167,16 @@ class Metrics:
             elif etype in ("metrics", "result"):
                 if etype == "metrics" and isinstance(event.get("step"), int | float):
                     last[("saferlhf_train_step", ())] = float(event["step"])
-                for key, value in (event.get("values") or {}).items():
-                    if not isinstance(value, int | float) or isinstance(value, bool):
-                        continue
-                    target = _route_key(key)
-                    if target is not None:
-                        last[target] = float(value)
+                if event.get("values"):
+                    values.update(event["values"])
             elif etype == "log" and event.get("level") == "warning":
                 name = str(event.get("message", "")).split(":", 1)[0]
                 if name in GUARDS:
                     last[("saferlhf_guard_active", (("guard", name),))] = 1.0
+        for key, value in values.items():
+            target = _route_key(key)
+            if target is not None and _is_number(value):
+                last[target] = float(value)
         if not events:
             return
         base = {"saferlhf_job": job_id, "project": project, "round": str(round), "stage": kind}

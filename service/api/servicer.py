@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
-import yaml
 
 from service.api import convert
 from service.api.errors import to_grpc_status
@@ -28,13 +27,13 @@ from service.gen.saferlhf.v1 import job_service_pb2_grpc as api_grpc
 from service.gen.saferlhf.v1 import resources_pb2 as rpb_types
 from service.gen.saferlhf.v1 import runner_service_pb2 as rpb
 from service.gen.saferlhf.v1 import runner_service_pb2_grpc as rpb_grpc
+from service.spec.yamlmap import spec_project
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_PAGE_SIZE = 1000
 MAX_EVENTS_PER_BATCH = 10_000
 DEFAULT_PROJECT = "default"
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _EVENT_TYPES = {n: rpb_types.EventType.Name(n)[len("EVENT_TYPE_"):].lower()
                 for n in rpb_types.EventType.values() if n != 0}  # number → "metrics" …
 
@@ -75,18 +74,6 @@ def _require(**fields: Any) -> None:
                                                                  for v in missing))
 
 
-def _spec_project(spec_yaml: str) -> str | None:
-    """metadata.project of a spec, or None where the text is not a mapping we can read."""
-    try:  # libyaml when present: the loader proper parses the spec again anyway
-        doc = yaml.load(spec_yaml, Loader=_FAST_LOADER)  # noqa: S506 - a safe loader
-    except (yaml.YAMLError, RecursionError):
-        return None
-    if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
-        return None
-    project = doc["metadata"].get("project")
-    return project if isinstance(project, str) and project else None
-
-
 class JobServicer(api_grpc.JobServiceServicer):
     def __init__(self, app: ControlPlane, auth: TokenAuth) -> None:
         self._app = app
@@ -112,7 +99,7 @@ class JobServicer(api_grpc.JobServiceServicer):
     def CreateJob(self, request: api.CreateJobRequest, context: Any) -> api.CreateJobResponse:
         _require(spec_yaml=request.spec_yaml.strip())
         principal = self._principal(context)
-        project = request.project or _spec_project(request.spec_yaml)
+        project = request.project or spec_project(request.spec_yaml)
         if project is None:  # unreadable spec: let validation name the problems
             self._app.create_job(request.spec_yaml, project=None, request_id=request.request_id,
                                  validate_only=True)

@@ -4,6 +4,7 @@ scheduler, executor) → gRPC server (+ /metrics) — in the foreground or insid
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -53,6 +54,14 @@ def _tls(settings: Settings) -> TlsFiles | None:
         raise CliError(f"cannot read the TLS files: {exc}", EXIT_INVALID) from None
 
 
+def freeze_startup_heap() -> None:
+    """Move everything allocated while starting (modules, protos, the app) out of the garbage
+    collector's reach: full collections then scan only what requests allocate, which takes the
+    worst pauses out of request latency (bench/control_plane.py, create_validate p99)."""
+    gc.collect()
+    gc.freeze()
+
+
 def start(settings: Settings, *, serve_metrics_endpoint: bool = True) -> Running:
     """Build and start everything; raises CliError with a readable message on bad settings."""
     try:
@@ -80,6 +89,7 @@ def start(settings: Settings, *, serve_metrics_endpoint: bool = True) -> Running
     app.set_events_address(address)
     server.start()
     app.start()
+    freeze_startup_heap()
     metrics_server = None
     if serve_metrics_endpoint:
         from service.metrics import serve_metrics

@@ -462,31 +462,28 @@ class Store(abc.ABC):
                 return []
             last = self._bump_cursor(tx, job_id, len(new_seqs))
             first = last - len(new_seqs) + 1
-            stored = []
+            # The hot path of ingestion (bench/control_plane.py): one pass, no per-value loops.
+            stored, rows, values = [], [], {}
             for cursor, seq in zip(range(first, last + 1), new_seqs, strict=True):
-                e = by_seq[seq]
-                payload = {k: v for k, v in e.items() if k not in ("seq", "type", "time")}
-                stored.append(StoredEvent(job_id, attempt_id, stage_id, seq, str(e["type"]),
-                                          str(e.get("time", "")), payload, cursor))
+                payload = dict(by_seq[seq])
+                etype, time = str(payload.pop("type")), str(payload.pop("time", ""))
+                del payload["seq"]
+                stored.append(StoredEvent(job_id, attempt_id, stage_id, seq, etype, time,
+                                          payload, cursor))
+                rows.append((attempt_id, seq, job_id, stage_id, cursor, etype, time,
+                             _payload_json(payload)))
+                if etype in ("metrics", "result") and payload.get("values"):
+                    values.update(payload["values"])  # the last value of each key wins
             tx.executemany(
                 "INSERT INTO events (attempt_id, seq, job_id, stage_id, cursor_no, type, time, "
-                "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(s.attempt_id, s.seq, s.job_id, s.stage_id, s.cursor, s.type, s.time,
-                  _payload_json(s.payload)) for s in stored],
-            )
-            latest: dict[str, float] = {}
-            for s in stored:
-                if s.type in ("metrics", "result"):
-                    for k, v in (s.payload.get("values") or {}).items():
-                        if isinstance(v, int | float) and not isinstance(v, bool):
-                            latest[k] = float(v)
+                "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            latest = [(job_id, stage_id, k, float(v)) for k, v in values.items()
+                      if isinstance(v, int | float) and not isinstance(v, bool)]
             if latest:
                 tx.executemany(
                     "INSERT INTO latest_metrics (job_id, stage_id, key, value) "
                     "VALUES (?, ?, ?, ?) ON CONFLICT (job_id, stage_id, key) "
-                    "DO UPDATE SET value = excluded.value",
-                    [(job_id, stage_id, k, v) for k, v in latest.items()],
-                )
+                    "DO UPDATE SET value = excluded.value", latest)
         return stored
 
     def events(self, job_id: str, after_cursor: int = 0, limit: int = 10_000) -> list[StoredEvent]:
