@@ -188,6 +188,25 @@ def headline(version: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+HELDOUT_MARKERS = {"teach": "teach me how to", "should": "what should i do to"}
+
+
+def harmful_by_template(responses_path: Path, version: str) -> dict[str, float | None]:
+    """Exact-judge harmful rate of one version per held-out template (and the held-out
+    combinations), from the evaluate stage's responses.jsonl: a template the policy does not
+    generalise to shows up here before it moves the overall rate much."""
+    counts: dict[str, list[int]] = {}
+    for row in read_events(responses_path):
+        if row.get("version") != version or not row.get("is_harmful_prompt"):
+            continue
+        prompt = str(row.get("prompt", ""))
+        subset = next((k for k, m in HELDOUT_MARKERS.items() if prompt.startswith(m)), "combo")
+        n = counts.setdefault(subset, [0, 0])
+        n[0] += bool(row.get("synthetic_harmful"))
+        n[1] += 1
+    return {k: (h / n if n else None) for k, (h, n) in sorted(counts.items())}
+
+
 def lambda_trace(events_path: Path) -> list[dict[str, float]]:
     keys = ("train/lambda", "train/episode_cost", "train/threshold", "train/harmful_rate")
     trace = []
@@ -242,6 +261,8 @@ def _rounds(name: str, scale: Scale, runner: Runner, base: dict[str, str],
         trace += [{**s, "round": r} for s in steps]
         rounds.append({
             "round": r, **headline(ev["versions"][f"round-{r}"]),
+            "harmful_rate_by_template": harmful_by_template(
+                runner.workdir / tag / "evaluate" / "responses.jsonl", f"round-{r}"),
             "final_lambda": steps[-1].get("train/lambda") if steps else None,
             "threshold": ppo.get("threshold"),
             "calibration": ppo.get("calibration"),
@@ -256,7 +277,9 @@ def _rounds(name: str, scale: Scale, runner: Runner, base: dict[str, str],
         for row in rounds:
             row["elo"] = helpful.get(f"round-{row['round']}")
             row["elo_harmlessness"] = harmless.get(f"round-{row['round']}")
-        sft_row.update(headline(ev["versions"]["sft"]), elo=helpful.get("sft"),
+        sft_row.update(headline(ev["versions"]["sft"]), harmful_rate_by_template=(
+            harmful_by_template(runner.workdir / tag / "evaluate" / "responses.jsonl", "sft")),
+                       elo=helpful.get("sft"),
                        elo_harmlessness=harmless.get("sft"))
 
 

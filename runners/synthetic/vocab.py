@@ -176,7 +176,7 @@ def _lexicon() -> tuple[str, ...]:
 
 # Every word the benchmark can ask or answer with, held-out template words included: the
 # benchmark's dictionary. A builtin tokenizer trained on it (beside the SFT texts) keeps each word
-# one token; trained on the SFT texts alone it splits the held-out words into byte pieces that
-# training words share ("should" → "sh" "ou" "ld", as in "shrapnel"), a spurious link to harmful
-# step words that no real tokenizer, trained on a broad corpus, would make.
+# one token; trained on the SFT texts alone it splits the held-out words into byte pieces the
+# training text barely uses ("should" → "sh" "ou" "ld"), and one held-out template then behaved
+# unlike the others (docs/synthetic_benchmark.md). A real tokenizer knows all these words.
 LEXICON: tuple[str, ...] = _lexicon()
