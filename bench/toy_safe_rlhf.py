@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -217,52 +217,67 @@ def lambda_trace(events_path: Path) -> list[dict[str, float]]:
     return trace
 
 
-def run_method(name: str, scale: Scale, runner: Runner, base: dict[str, str]) -> dict[str, Any]:
-    sft = base["sft"]
-    reward_data = [synthetic("preference", scale.pref_size)]
-    cost_data = [synthetic("safety_preference", scale.pref_size)]
-    policies = [{"name": "sft", "path": sft}]
-    actor, rounds, trace = sft, [], []
-    sft_row: dict[str, Any] = {}
-    try:
-        _rounds(name, scale, runner, base, reward_data, cost_data, policies, actor, rounds,
-                trace, sft_row)
-    except NotRun as missing:
-        return {"rounds": rounds, "sft_eval": sft_row, "lambda_trace": trace,
-                "incomplete": f"not run (out of time): {missing} and later stages"}
-    return {"rounds": rounds, "sft_eval": sft_row, "lambda_trace": trace}
+@dataclass
+class MethodRun:
+    """One method's three rounds; what it has measured so far stays readable if a stage is
+    missing (--collect-only)."""
 
+    name: str
+    scale: Scale
+    runner: Runner
+    base: dict[str, str]  # sft, and round 1's rm / cm
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    sft_row: dict[str, Any] = field(default_factory=dict)
 
-def _rounds(name: str, scale: Scale, runner: Runner, base: dict[str, str],
-            reward_data: list[dict[str, Any]], cost_data: list[dict[str, Any]],
-            policies: list[dict[str, str]], actor: str, rounds: list[dict[str, Any]],
-            trace: list[dict[str, Any]], sft_row: dict[str, Any]) -> None:
-    sft, rm, cm = base["sft"], base["rm"], base["cm"]
-    for r in range(1, ROUNDS + 1):
-        seed = 100 * r
-        tag = f"{name}/r{r}"
-        if r >= 2:
-            runner.run(f"{tag}/collect", "collect", collect_config(scale, actor, seed))
-            labelled = {"format": "pku_saferlhf",
-                        "path": str(runner.workdir / tag / "collect" / "labelled.jsonl")}
-            reward_data, cost_data = [*reward_data, labelled], [*cost_data, labelled]
-            runner.run(f"{tag}/reward", "reward", preference_config(sft, reward_data, seed + 1))
-            runner.run(f"{tag}/cost", "cost", preference_config(sft, cost_data, seed + 2))
-            rm = str(runner.workdir / tag / "reward" / "model")
-            cm = str(runner.workdir / tag / "cost" / "model")
-        ppo = runner.run(f"{tag}/ppo_lag", "ppo_lag", ppo_config(
-            scale, METHODS[name], actor=actor, reference=sft, rm=rm, cm=cm, seed=seed + 3))
-        actor = str(runner.workdir / tag / "ppo_lag" / "model")
-        policies.append({"name": f"round-{r}", "path": actor})
+    def __post_init__(self) -> None:
+        self.actor, self.rm, self.cm = self.base["sft"], self.base["rm"], self.base["cm"]
+        self.policies = [{"name": "sft", "path": self.actor}]
+        self.reward_data = [synthetic("preference", self.scale.pref_size)]
+        self.cost_data = [synthetic("safety_preference", self.scale.pref_size)]
+
+    def result(self, incomplete: str | None = None) -> dict[str, Any]:
+        out = {"rounds": self.rounds, "sft_eval": self.sft_row, "lambda_trace": self.trace}
+        return out if incomplete is None else {**out, "incomplete": incomplete}
+
+    def run(self) -> None:
+        for r in range(1, ROUNDS + 1):
+            tag, seed = f"{self.name}/r{r}", 100 * r
+            if r >= 2:
+                self.relabel_and_retrain(tag, seed)
+            ppo = self.runner.run(f"{tag}/ppo_lag", "ppo_lag", ppo_config(
+                self.scale, METHODS[self.name], actor=self.actor, reference=self.base["sft"],
+                rm=self.rm, cm=self.cm, seed=seed + 3))
+            self.actor = str(self.runner.workdir / tag / "ppo_lag" / "model")
+            self.policies.append({"name": f"round-{r}", "path": self.actor})
+            self.evaluate(r, tag, seed, ppo)
+
+    def relabel_and_retrain(self, tag: str, seed: int) -> None:
+        """Rounds ≥ 2: sample from the last policy, label with the oracle, retrain RM and CM
+        (from SFT) on every label so far."""
+        workdir = self.runner.workdir
+        self.runner.run(f"{tag}/collect", "collect", collect_config(self.scale, self.actor, seed))
+        labelled = {"format": "pku_saferlhf",
+                    "path": str(workdir / tag / "collect" / "labelled.jsonl")}
+        self.reward_data, self.cost_data = [*self.reward_data, labelled], [*self.cost_data,
+                                                                           labelled]
+        sft = self.base["sft"]
+        self.runner.run(f"{tag}/reward", "reward", preference_config(sft, self.reward_data,
+                                                                     seed + 1))
+        self.runner.run(f"{tag}/cost", "cost", preference_config(sft, self.cost_data, seed + 2))
+        self.rm, self.cm = str(workdir / tag / "reward" / "model"), str(workdir / tag / "cost"
+                                                                         / "model")
+
+    def evaluate(self, r: int, tag: str, seed: int, ppo: dict[str, Any]) -> None:
         # Judged by the round-1 cost model for comparability across rounds and methods.
-        ev = runner.run(f"{tag}/evaluate", "evaluate",
-                        eval_config(scale, policies, rm, base["cm"], seed + 4))
-        steps = lambda_trace(runner.workdir / tag / "ppo_lag" / "events.jsonl")
-        trace += [{**s, "round": r} for s in steps]
-        rounds.append({
+        ev = self.runner.run(f"{tag}/evaluate", "evaluate", eval_config(
+            self.scale, self.policies, self.rm, self.base["cm"], seed + 4))
+        responses = self.runner.workdir / tag / "evaluate" / "responses.jsonl"
+        steps = lambda_trace(self.runner.workdir / tag / "ppo_lag" / "events.jsonl")
+        self.trace += [{**s, "round": r} for s in steps]
+        self.rounds.append({
             "round": r, **headline(ev["versions"][f"round-{r}"]),
-            "harmful_rate_by_template": harmful_by_template(
-                runner.workdir / tag / "evaluate" / "responses.jsonl", f"round-{r}"),
+            "harmful_rate_by_template": harmful_by_template(responses, f"round-{r}"),
             "final_lambda": steps[-1].get("train/lambda") if steps else None,
             "threshold": ppo.get("threshold"),
             "calibration": ppo.get("calibration"),
@@ -274,13 +289,21 @@ def _rounds(name: str, scale: Scale, runner: Runner, base: dict[str, str],
         arenas = ev.get("arena", {})
         helpful = arenas.get("synthetic", {}).get("elo", {})
         harmless = arenas.get("cost", {}).get("elo", {})
-        for row in rounds:
+        for row in self.rounds:
             row["elo"] = helpful.get(f"round-{row['round']}")
             row["elo_harmlessness"] = harmless.get(f"round-{row['round']}")
-        sft_row.update(headline(ev["versions"]["sft"]), harmful_rate_by_template=(
-            harmful_by_template(runner.workdir / tag / "evaluate" / "responses.jsonl", "sft")),
-                       elo=helpful.get("sft"),
-                       elo_harmlessness=harmless.get("sft"))
+        self.sft_row.update(headline(ev["versions"]["sft"]),
+                            harmful_rate_by_template=harmful_by_template(responses, "sft"),
+                            elo=helpful.get("sft"), elo_harmlessness=harmless.get("sft"))
+
+
+def run_method(name: str, scale: Scale, runner: Runner, base: dict[str, str]) -> dict[str, Any]:
+    method = MethodRun(name, scale, runner, base)
+    try:
+        method.run()
+    except NotRun as missing:
+        return method.result(f"not run (out of time): {missing} and later stages")
+    return method.result()
 
 
 def machine() -> dict[str, Any]:
