@@ -1,6 +1,6 @@
 """One PPO-Lagrangian iteration, timed by phase (issue 3, part 6). Prints ONE JSON line.
 
-    python -m bench.ppo_step [--quick] [--backends plain,zero2,zero3]
+    python -m bench.ppo_step [--quick] [--backends plain,zero2,zero3] [--out FILE]
 
 For each backend (each in a fresh process): six tiny random models (actor, reference, RM, CM and
 the two critics; a ~3 M-parameter LLaMA, or a ~0.2 M GPT-2 with --quick), a prompt batch of 8
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller model, 16 new tokens")
     parser.add_argument("--backends", default="plain,zero2,zero3")
+    parser.add_argument("--out", help="also write the JSON line here (docs/results/ppo_step.json)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = {name: run_child(name, args.quick) for name in args.backends.split(",")}
     rows["gpu"] = {"status": "not measured", "reason": "no GPU on the build machines"}
     plain = rows.get("plain", {})
-    print(json.dumps({
+    line = json.dumps({
+        "command": "python -m bench.ppo_step" + (" --quick" if args.quick else ""),
         "iteration_seconds": plain.get("iteration_seconds"),
         "tokens_per_second": plain.get("tokens_per_second"),
         "breakdown": plain.get("breakdown"),
@@ -147,8 +149,12 @@ def main(argv: list[str] | None = None) -> int:
                    "max_new_tokens": 16 if args.quick else 64, "update_iters": 1,
                    "threads": int(os.environ.get("OMP_NUM_THREADS", "1"))},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
-    }))
+                    "platform": platform.platform(),
+                    "load_average_1min_at_end": round(os.getloadavg()[0], 2)},
+    })
+    print(line)
+    if args.out:
+        Path(args.out).write_text(line + "\n")
     return 0
 
 
