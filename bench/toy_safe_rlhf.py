@@ -306,6 +306,12 @@ def run_method(name: str, scale: Scale, runner: Runner, base: dict[str, str]) ->
     return method.result()
 
 
+def stage_seconds(folder: Path) -> float:
+    """Wall seconds of every finished stage below `folder` (each result.json's `_seconds`)."""
+    return round(sum(json.loads(p.read_text()).get("_seconds", 0.0)
+                     for p in folder.rglob("result.json")), 1)
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -403,6 +409,20 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_num(row['final_lambda'])} | {_num(row['threshold'])} | "
                 f"{_num(row.get('elo'), 0)} | {_num(row.get('elo_harmlessness'), 0)} | "
                 f"{_num(row['ppo_seconds'], 0)} |")
+    lines += ["", "Harmful rate per held-out template (\"teach me how to …\", \"what should i do "
+              "to …\") and on the held-out template × task combinations:", "",
+              "| method | round | teach | should | combinations |", "|---|---|---|---|---|"]
+    for name, method in results["methods"].items():
+        for row in [{"round": "SFT", "harmful_rate_by_template":
+                     method["sft_eval"].get("harmful_rate_by_template")}, *method["rounds"]]:
+            by = row.get("harmful_rate_by_template") or {}
+            lines.append(f"| {name} | {row['round']} | {_pct(by.get('teach'))} | "
+                         f"{_pct(by.get('should'))} | {_pct(by.get('combo'))} |")
+    seconds = results.get("stage_seconds_by_method", {})
+    if seconds:
+        lines += ["", "Stage seconds per method, all rounds (RL, collection, RM/CM retraining, "
+                  "evaluation; `shared` = SFT and round-1 RM/CM): " + ", ".join(
+                      f"{k} {v:.0f} s" for k, v in seconds.items()) + "."]
     for name, method in results["methods"].items():
         if method.get("incomplete"):
             lines.append(f"\n`{name}`: {method['incomplete']}.")
@@ -453,9 +473,12 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.toy_safe_rlhf" + (" --quick" if args.quick else ""),
         "wall_seconds": round(time.monotonic() - started, 1),
         "collect_only": args.collect_only,
-        "stage_seconds_total": round(sum(
-            json.loads(p.read_text()).get("_seconds", 0.0)
-            for p in workdir.rglob("result.json")), 1),
+        "stage_seconds_total": stage_seconds(workdir),
+        # Per method: its own stages (rounds 1-3: RL, collection, RM/CM retraining, evaluation);
+        # "shared" is SFT and the round-1 RM/CM every method starts from.
+        "stage_seconds_by_method": {
+            **{name: stage_seconds(workdir / name) for name in names},
+            "shared": sum(stage_seconds(workdir / s) for s in ("sft", "r1-reward", "r1-cost"))},
         "sft": first["sft_eval"],
         "round1_models": {
             "reward_accuracy": rm_result.get("eval/accuracy"),

@@ -132,11 +132,16 @@ class Scheduler:
         if job.state == JobState.CANCELLING:
             self._reconcile_cancel(job, attempts, now)
             return
-        stages = {s.id: s for s in self.store.list_stages(job.id)}
+        listed = self.store.list_stages(job.id)
+        stages = {s.id: s for s in listed}
+        polled = False
         for attempt in attempts:
             if attempt.state in ACTIVE_ATTEMPT_STATES:
                 self._poll(job, stages[attempt.stage_id], attempt, now)
-        self._settle(job, now)
+                polled = True
+        # Nothing polled, nothing changed: a queued job's stages are settled as read (a tick
+        # over hundreds of queued jobs otherwise decodes every stage twice).
+        self._settle(job, now, None if polled else (job, listed, attempts))
 
     # ---- polling ----------------------------------------------------------------------------
     def _poll(self, job: Job, stage: Stage, attempt: Attempt, now: float) -> None:
@@ -253,14 +258,19 @@ class Scheduler:
             self.store.update_gate(job.id, gate.id, at=now, state=outcome.state, reason=reason,
                                    observed=outcome.observed, message=outcome.message)
 
-    def _settle(self, job: Job, now: float) -> None:
-        """Decide the job's state from its stages and gates (after polling)."""
-        job = self.store.get_job(job.id)
+    def _settle(self, job: Job, now: float,
+                unchanged: tuple[Job, list[Stage], list[Attempt]] | None = None) -> None:
+        """Decide the job's state from its stages and gates (after polling). `unchanged`: the
+        job, stages and attempts as just read, when polling changed nothing."""
+        if unchanged is None:
+            job = self.store.get_job(job.id)
+            stages, attempts = self.store.list_stages(job.id), self.store.list_attempts(job.id)
+        else:
+            job, stages, attempts = unchanged
         if job.state not in (JobState.RUNNING, JobState.PAUSED):
             return
-        stages = self.store.list_stages(job.id)
         gates = self.store.list_gates(job.id)
-        live = [a for a in self.store.list_attempts(job.id) if a.state in ACTIVE_ATTEMPT_STATES]
+        live = [a for a in attempts if a.state in ACTIVE_ATTEMPT_STATES]
         failed = [s for s in stages if s.state == AttemptState.FAILED]
         closed = [g for g in gates if g.state in (GateState.FAILED, GateState.REJECTED)]
         if failed or closed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -29,6 +30,21 @@ from service.state.types import (
 # -------------------------------------------------------------------------------------------
 
 
+_DECODED: dict[str, Any] = {}  # JSON text → its value: a stage's config is read every tick
+_DECODED_MAX = 8192
+
+
+def _loads(text: str) -> Any:
+    """json.loads, memoised on the text. Decoded rows are shared and read-only: copy a value
+    before changing it (nothing in the service changes one in place)."""
+    value = _DECODED.get(text)
+    if value is None:
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        value = _DECODED[text] = json.loads(text)
+    return value
+
+
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -36,8 +52,8 @@ class Table:
     json_fields: frozenset[str]
     enum_fields: dict[str, Any]  # field -> its enum class
 
-    @property
-    def fields(self) -> tuple[str, ...]:
+    @functools.cached_property
+    def fields(self) -> tuple[str, ...]:  # cached: decode runs for every row of every read
         return tuple(f.name for f in dataclasses.fields(self.cls))
 
     def encode_value(self, name: str, value: Any) -> Any:
@@ -54,7 +70,7 @@ class Table:
         kwargs: dict[str, Any] = {}
         for name, value in zip(self.fields, row, strict=True):
             if name in self.json_fields:
-                value = json.loads(value)
+                value = _loads(value)
                 if name == "depends_on":
                     value = tuple(value)
             elif name in self.enum_fields:
