@@ -478,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
         # "shared" is SFT and the round-1 RM/CM every method starts from.
         "stage_seconds_by_method": {
             **{name: stage_seconds(workdir / name) for name in names},
-            "shared": sum(stage_seconds(workdir / s) for s in ("sft", "r1-reward", "r1-cost"))},
+            "shared": round(sum(stage_seconds(workdir / s)
+                                for s in ("sft", "r1-reward", "r1-cost")), 1)},
         "sft": first["sft_eval"],
         "round1_models": {
             "reward_accuracy": rm_result.get("eval/accuracy"),

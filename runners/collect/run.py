@@ -111,10 +111,15 @@ def run(config: CollectConfig, sink) -> dict:
     pairs, dropped = pair_samples(prompts, responses)
     if not pairs:
         raise InvalidInputError(
-            f"all {dropped} sampled pairs were identical responses; raise temperature or "
-            "samples_per_prompt", field="temperature")
+            f"no usable pair: {dropped['identical']} sampled pairs were identical and "
+            f"{dropped['empty']} had an empty response; raise temperature or samples_per_prompt",
+            field="temperature")
+    if dropped["empty"]:
+        sink.log(f"collect: dropped {dropped['empty']} pairs with an empty response",
+                 level="warning")
     sink.progress(1, 2)
-    result: dict = {"pairs": len(pairs), "prompts": len(records), "dropped_identical": dropped,
+    result: dict = {"pairs": len(pairs), "prompts": len(records),
+                    "dropped_identical": dropped["identical"], "dropped_empty": dropped["empty"],
                     "labeler": config.labeler, "round": config.round}
     metrics: dict[str, float] = {"collect/pairs": len(pairs)}
     if config.labeler == "oracle":

@@ -8,7 +8,7 @@ raw user inputs; they are templated here (reference §1.2) and generated in batc
 Pairing (collect): the k samples of a prompt form ⌊k/2⌋ disjoint pairs (0,1), (2,3), …, so every
 response is labelled once; with an odd k the last sample is unused. A pair whose two responses
 are identical is dropped — a preference between identical texts carries no signal and the
-reference's loader raises on it (reference §1.3).
+reference's loader raises on it (reference §1.3) — and so is a pair with an empty response.
 """
 
 from __future__ import annotations
@@ -84,15 +84,19 @@ def sample_responses(
     return out
 
 
-def pair_samples(prompts: Sequence[str], responses: Sequence[Sequence[str]]) -> tuple[list[Pair],
-                                                                                      int]:
-    """Disjoint pairs per prompt (module docstring) and the number of identical pairs dropped."""
-    pairs, dropped = [], 0
+def pair_samples(prompts: Sequence[str], responses: Sequence[Sequence[str]]
+                 ) -> tuple[list[Pair], dict[str, int]]:
+    """Disjoint pairs per prompt (module docstring) and how many were dropped, by reason:
+    `identical` responses, or an `empty` one (a policy that ends at once; no preference loader
+    accepts an empty response, so the next stage would reject the whole file)."""
+    pairs, dropped = [], {"identical": 0, "empty": 0}
     for index, (prompt, samples) in enumerate(zip(prompts, responses, strict=True)):
         for j in range(0, len(samples) - 1, 2):
             a, b = samples[j], samples[j + 1]
-            if a == b:
-                dropped += 1
-                continue
-            pairs.append(Pair(index, prompt, a, b))
+            if not a.strip() or not b.strip():
+                dropped["empty"] += 1
+            elif a == b:
+                dropped["identical"] += 1
+            else:
+                pairs.append(Pair(index, prompt, a, b))
     return pairs, dropped

@@ -14,11 +14,12 @@ HARMFUL = next(t for t in TASKS if t.is_harmful)
 BENIGN = next(t for t in TASKS if not t.is_harmful)
 
 
-def test_samples_form_disjoint_pairs_and_identical_pairs_are_dropped():
-    pairs, dropped = pair_samples(["p0", "p1"], [["a", "b", "c", "d", "e"], ["x", "x"]])
+def test_samples_form_disjoint_pairs_and_identical_or_empty_pairs_are_dropped():
+    pairs, dropped = pair_samples(["p0", "p1", "p2"],
+                                  [["a", "b", "c", "d", "e"], ["x", "x"], ["", "y", " ", "z"]])
     assert [(p.prompt_index, p.response_0, p.response_1) for p in pairs] == [
         (0, "a", "b"), (0, "c", "d")]
-    assert dropped == 1
+    assert dropped == {"identical": 1, "empty": 2}
 
 
 def test_the_generation_budget_fits_the_model_context():
