@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -144,6 +145,16 @@ def cmd_serve(args: Any, out: Any) -> int:
     return serve_forever(start(settings), out)
 
 
+def laptop_settings(settings: Settings, cpus: int | None = None) -> Settings:
+    """`saferlhf run` on one machine: unless the settings name `max_concurrent_stages`, run two
+    stages at once where there are two cores, so the reward and cost models train side by side
+    (each runner keeps `runner_omp_threads`, 1 by default: one core each)."""
+    if "max_concurrent_stages" in settings.model_fields_set:
+        return settings
+    cpus = os.cpu_count() if cpus is None else cpus
+    return settings.model_copy(update={"max_concurrent_stages": max(1, min(2, cpus or 1))})
+
+
 def cmd_run(args: Any, out: Any) -> int:
     """Start the service in-process (127.0.0.1, port 0, SQLite under --state-dir, local
     executor), submit the spec, show live progress, print the per-round report."""
@@ -156,7 +167,8 @@ def cmd_run(args: Any, out: Any) -> int:
     spec_yaml = commands._read(args.spec)
     settings = _settings(args, {"listen_address": "127.0.0.1:0", "state_dir": args.state_dir,
                                 "executor": "local"})
-    settings = settings.model_copy(update={"tokens_file": None, "database_url": None})
+    settings = laptop_settings(settings.model_copy(update={"tokens_file": None,
+                                                           "database_url": None}))
     with in_process(settings) as running:
         client = Client(running.address, timeout_seconds=args.timeout)
         job = client.call("CreateJob", api.CreateJobRequest(
