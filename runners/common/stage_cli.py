@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runners.common.config import StageIO, load_stage_config
-from runners.common.dist import add_launcher_args, get_rank
+from runners.common.dist import add_launcher_args, destroy, get_rank
 from runners.common.errors import EXIT_INVALID, EXIT_TRANSIENT, RunnerError
 
 log = logging.getLogger("runners")
@@ -96,7 +96,19 @@ def main(kind: str, run: Callable[[StageIO, int], None], argv: list[str] | None 
     except Exception:
         log.exception("stage %s failed", kind)
         return 1
+    finally:
+        _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Tear the process group down before the interpreter exits: left to interpreter shutdown,
+    a rank of a 2-process gloo run now and then died with SIGABRT ("terminate called without an
+    active exception") after its work was done."""
+    try:
+        destroy()
+    except Exception as exc:  # the stage's own exit code stands
+        log.warning("destroying the process group failed: %s", exc)
 
 
 def _transient_types() -> tuple[type[BaseException], ...]:
