@@ -32,6 +32,7 @@ from typing import Any
 
 from runners.common.config import CONFIG_BY_KIND
 from runners.common.events import read_events
+from runners.synthetic.vocab import HELDOUT_TEMPLATES
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 3
@@ -188,7 +189,9 @@ def headline(version: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
-HELDOUT_MARKERS = {"teach": "teach me how to", "should": "what should i do to"}
+# "teach" / "should" -> the template's text before the task: the benchmark's own held-out templates
+HELDOUT_MARKERS = {name: next(t.split("{t}")[0] for t in HELDOUT_TEMPLATES if name in t)
+                   for name in ("teach", "should")}
 
 
 def harmful_by_template(responses_path: Path, version: str) -> dict[str, float | None]:
