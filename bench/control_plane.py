@@ -36,18 +36,17 @@ from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry
-
-from service.api.server import create_server
-from service.auth import TokenAuth
-from service.cli.serve import freeze_startup_heap
-from service.execution.base import LaunchSpec, RunState, RunStatus
-from service.gen.saferlhf.v1 import job_service_pb2 as api
-from service.gen.saferlhf.v1 import job_service_pb2_grpc as api_grpc
-from service.gen.saferlhf.v1 import resources_pb2 as pb
-from service.gen.saferlhf.v1 import runner_service_pb2 as rpb
-from service.gen.saferlhf.v1 import runner_service_pb2_grpc as rpb_grpc
-from service.settings import Settings
-from service.state.types import Job, JobState
+from saferlhf.service.api.server import create_server
+from saferlhf.service.auth import TokenAuth
+from saferlhf.service.cli.serve import freeze_startup_heap
+from saferlhf.service.execution.base import LaunchSpec, RunState, RunStatus
+from saferlhf.service.settings import Settings
+from saferlhf.service.state.types import Job, JobState
+from saferlhf.v1 import job_service_pb2 as api
+from saferlhf.v1 import job_service_pb2_grpc as api_grpc
+from saferlhf.v1 import resources_pb2 as pb
+from saferlhf.v1 import runner_service_pb2 as rpb
+from saferlhf.v1 import runner_service_pb2_grpc as rpb_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = (ROOT / "examples" / "quickstart.yaml").read_text()
@@ -86,7 +85,7 @@ def p99(samples: list[float]) -> float:
 @contextlib.contextmanager
 def served(state_dir: str, *, store: Any = None, start: bool = True,
            **settings: Any) -> Iterator[tuple[Any, NullExecutor, str]]:
-    from service.app import build_app
+    from saferlhf.service.app import build_app
 
     executor = NullExecutor()
     cfg = Settings(state_dir=state_dir, **settings)
@@ -240,7 +239,7 @@ def bench_watch(app: Any, address: str, spec: LaunchSpec, watchers: int,
 
 
 def bench_scrape_and_rss(root: Path, n_jobs: int) -> dict[str, float]:
-    from service.metrics import serve_metrics
+    from saferlhf.service.metrics import serve_metrics
 
     state = root / "scrape"
     with served(str(state), start=False) as (app, _, _address):
@@ -276,7 +275,7 @@ def bench_scrape_and_rss(root: Path, n_jobs: int) -> dict[str, float]:
 
 
 def _all() -> Any:
-    from service.store import parse_filter
+    from saferlhf.service.store import parse_filter
 
     return parse_filter("", None)
 
@@ -322,7 +321,7 @@ def service_rss_mb(state: Path) -> tuple[float, int]:
 
 
 def bench_list(store_url: str | None, root: Path, n_jobs: int, pages: int) -> float:
-    from service.store import open_store
+    from saferlhf.service.store import open_store
 
     state = root / ("list-pg" if store_url else "list-sqlite")
     url = store_url or f"sqlite:///{state / 'state.db'}"

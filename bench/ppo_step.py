@@ -51,13 +51,16 @@ def model_size(quick: bool) -> dict:
 def measure(backend: str, quick: bool, workdir: Path) -> dict:
     """Run in a child process: build the models, time the iterations, return the figures."""
     import torch
-
-    from runners.common.checkpoint import StopSignal, seed_everything
-    from runners.common.events import EventSink
-    from runners.common.train_setup import init_stage_distributed
-    from runners.ppo_lag.timing import PhaseTimer
-    from runners.ppo_lag.tiny import build_tiny_policy, build_tiny_score_model, tiny_stage_config
-    from runners.ppo_lag.trainer import PPOLagTrainer
+    from saferlhf.runners.common.checkpoint import StopSignal, seed_everything
+    from saferlhf.runners.common.events import EventSink
+    from saferlhf.runners.common.train_setup import init_stage_distributed
+    from saferlhf.runners.ppo_lag.timing import PhaseTimer
+    from saferlhf.runners.ppo_lag.tiny import (
+        build_tiny_policy,
+        build_tiny_score_model,
+        tiny_stage_config,
+    )
+    from saferlhf.runners.ppo_lag.trainer import PPOLagTrainer
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     warmup, measured = 1, (2 if quick else 3)

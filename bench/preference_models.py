@@ -44,18 +44,17 @@ def machine() -> dict:
 def bench(kind: str, backend: str, policy, tokenizer, records, args) -> tuple[float, float]:
     """(steps per second, tokens per second) of `kind` training under `backend`."""
     import torch
-
-    from runners.common.batching import (
+    from saferlhf.runners.common.batching import (
         PairCollator,
         encode_preferences,
         encode_safety_preferences,
     )
-    from runners.common.config import CostConfig, RewardConfig
-    from runners.common.dist import init_distributed
-    from runners.common.score_model import ScoreModel
-    from runners.common.train_loop import build_engine, make_loader
-    from runners.cost.train import CostTask
-    from runners.reward.train import RewardTask
+    from saferlhf.runners.common.config import CostConfig, RewardConfig
+    from saferlhf.runners.common.dist import init_distributed
+    from saferlhf.runners.common.score_model import ScoreModel
+    from saferlhf.runners.common.train_loop import build_engine, make_loader
+    from saferlhf.runners.cost.train import CostTask
+    from saferlhf.runners.reward.train import RewardTask
 
     backend_cfg = ({"kind": "deepspeed", "deepspeed": {"zero_stage": 2}}
                    if backend == "deepspeed" else {"kind": "plain"})
@@ -109,11 +108,11 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
-    from runners.common.config import ModelSpec
-    from runners.common.dist import free_port
-    from runners.common.models import build_policy
-    from runners.common.template import format_prompt, format_training_text
-    from runners.synthetic import dataset
+    from saferlhf.runners.common.config import ModelSpec
+    from saferlhf.runners.common.dist import free_port
+    from saferlhf.runners.common.models import build_policy
+    from saferlhf.runners.common.template import format_prompt, format_training_text
+    from saferlhf.runners.synthetic import dataset
 
     os.environ["MASTER_PORT"] = str(free_port())
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ samples from the previous round's policy, labels the pairs with the benchmark's 
 previous policy (reference = the SFT model). Each round ends with an evaluation on held-out
 templates by the exact judge, with an arena over SFT and every round so far.
 
-Every stage runs through the real runner contract (`python -m runners.<kind> --config
+Every stage runs through the real runner contract (`python -m saferlhf.runners.<kind> --config
 stage.json`), exactly as the control plane launches it. Writes `docs/results/toy_safe_rlhf.json`
 and two PNG figures; `--quick` runs the same pipeline small (same keys, minutes).
 
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runners.common.config import CONFIG_BY_KIND
-from runners.common.events import read_events
-from runners.synthetic.vocab import HELDOUT_TEMPLATES
+from saferlhf.runners.common.config import CONFIG_BY_KIND
+from saferlhf.runners.common.events import read_events
+from saferlhf.runners.synthetic.vocab import HELDOUT_TEMPLATES
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 3
@@ -105,7 +105,8 @@ class Runner:
         started = time.monotonic()
         with (out / "stage.log").open("a") as logf:
             proc = subprocess.run(
-                [sys.executable, "-m", f"runners.{kind}", "--config", str(out / "stage.json")],
+                [sys.executable, "-m", f"saferlhf.runners.{kind}",
+                  "--config", str(out / "stage.json")],
                 stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=ROOT, check=False)
         seconds = time.monotonic() - started
         if proc.returncode != 0:
@@ -469,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
 
     first = next((m for m in methods.values() if m["sft_eval"]), {"sft_eval": {}})
     results: dict[str, Any] = {
-        "benchmark": "synthetic safety benchmark (runners/synthetic), held-out templates",
+        "benchmark": "synthetic safety benchmark (saferlhf.runners.synthetic), held-out templates",
         "quick": args.quick, "scale": scale.__dict__, "rounds": ROUNDS,
         "parallel": args.parallel,
         "machine": machine(),

@@ -12,7 +12,7 @@ Outputs (all generated; edit this script or manifests/prometheus/saferlhf-rules.
 
 The dashboard is plain dicts (not grafana-foundation-sdk: one less pinned dependency, and the
 JSON model is small). Every PromQL expression may only name metrics from
-service/metrics_catalog.py plus `up`; tests/integration/k8s/test_metric_names.py checks it.
+saferlhf.service.metrics_catalog plus `up`; tests/integration/k8s/test_metric_names.py checks it.
 """
 
 from __future__ import annotations

@@ -51,13 +51,14 @@ def machine() -> dict:
 
 
 def run_stage(kind: str, config: dict, workdir: Path) -> float:
-    """Run `python -m runners.<kind>`; return its wall seconds (exit with its stderr on failure)."""
+    """Run `python -m saferlhf.runners.<kind>`; return its wall seconds (exit with its stderr on
+    failure)."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"{kind}.json"
     path.write_text(json.dumps({"kind": kind, **config}))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", f"runners.{kind}", "--config", str(path)],
+    proc = subprocess.run([sys.executable, "-m", f"saferlhf.runners.{kind}", "--config", str(path)],
                           cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -75,7 +76,7 @@ def result_of(output_dir: Path) -> dict:
 
 def judge_responses(prompts: list[str], responses: list[str]) -> dict:
     """Harmful rate on harmful prompts and helpfulness on benign prompts, by the exact judge."""
-    from runners.synthetic import judge
+    from saferlhf.runners.synthetic import judge
 
     harmful, helpful, n_harm, n_benign = 0, 0.0, 0, 0
     for prompt, response in zip(prompts, responses, strict=True):
@@ -93,11 +94,10 @@ def judge_responses(prompts: list[str], responses: list[str]) -> dict:
 
 def sample_policy(model_dir: Path, samples_per_prompt: int, seed: int) -> dict:
     import torch
-
-    from runners.common.generation import generate
-    from runners.common.models import load_policy
-    from runners.common.template import format_prompt
-    from runners.synthetic import eval_prompts
+    from saferlhf.runners.common.generation import generate
+    from saferlhf.runners.common.models import load_policy
+    from saferlhf.runners.common.template import format_prompt
+    from saferlhf.runners.synthetic import eval_prompts
 
     model, tok = load_policy(model_dir)
     model.eval()
@@ -118,8 +118,8 @@ def sample_policy(model_dir: Path, samples_per_prompt: int, seed: int) -> dict:
 
 
 def refusal_baseline() -> dict:
-    from runners.synthetic import eval_prompts
-    from runners.synthetic.responses import refusal
+    from saferlhf.runners.synthetic import eval_prompts
+    from saferlhf.runners.synthetic.responses import refusal
 
     rng = random.Random(0)
     prompts = [p for p, _, _ in eval_prompts()]
@@ -162,8 +162,8 @@ def sft_figures(args, work: Path, cfg: dict) -> dict:
 
 def xstest_split(work: Path, seed: int) -> tuple[Path, Path, int, int]:
     """XSTest-derived safety pairs written as JSONL, split 75/25 by prompt."""
-    from runners.common.config import DataSource
-    from runners.common.data import load_records
+    from saferlhf.runners.common.config import DataSource
+    from saferlhf.runners.common.data import load_records
 
     records = load_records(DataSource(format="xstest", path=str(XSTEST)), "safety_preference")
     prompts = sorted({r.prompt for r in records})
@@ -188,7 +188,7 @@ def write_jsonl(path: Path, rows) -> Path:
 
 def held_out_pairs(kind: str, size: int, train_seed: int, train_size: int) -> list:
     """Synthetic pairs generated with another seed, minus any pair also in the training data."""
-    from runners.synthetic import dataset
+    from saferlhf.runners.synthetic import dataset
 
     seen = {(r.prompt, *_sides(r)) for r in dataset(kind, size=train_size, seed=train_seed)}
     return [r for r in dataset(kind, size=size, seed=99) if (r.prompt, *_sides(r)) not in seen]
@@ -200,10 +200,9 @@ def _sides(r) -> tuple[str, str]:
 
 def score_pairs(model_dir: Path, records) -> tuple:
     """End scores (first side, second side) of records, scored in-process by the saved model."""
+    from saferlhf.runners.common.score_model import ScoreModel, score_texts
+    from saferlhf.runners.common.template import format_prompt, format_training_text
     from transformers import AutoTokenizer
-
-    from runners.common.score_model import ScoreModel, score_texts
-    from runners.common.template import format_prompt, format_training_text
 
     model, tok = ScoreModel.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
 
@@ -215,7 +214,7 @@ def score_pairs(model_dir: Path, records) -> tuple:
 
 
 def preference_figures(args, work: Path, cfg: dict) -> dict:
-    from runners.synthetic import harm_level
+    from saferlhf.runners.synthetic import harm_level
 
     policy = work / "sft" / "model"
     if not (policy / "config.json").exists():

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runners.evaluate.keyword import is_refusal  # noqa: E402
+from saferlhf.runners.evaluate.keyword import is_refusal  # noqa: E402
 
 TUNE_FILES = ("xstest_v2_completions_gpt4.csv", "xstest_v2_completions_llama2new.csv")
 HELD_OUT_FILES = (

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.execution.base import LaunchSpec, RunState, RunStatus, classify_exit
+from saferlhf.service.execution.base import LaunchSpec, RunState, RunStatus, classify_exit
 
 
 class FakeClock:

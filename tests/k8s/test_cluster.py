@@ -23,10 +23,10 @@ import time
 import uuid
 
 import pytest
+from saferlhf.service.execution.base import LaunchSpec, RunState
+from saferlhf.service.execution.k8s_job import K8sJobOptions
+from saferlhf.service.state.types import FailureClass, Resources
 
-from service.execution.base import LaunchSpec, Resources, RunState
-from service.execution.k8s_job import K8sJobOptions
-from service.state.types import FailureClass
 from tests.tools import ROOT, require_tool
 
 pytestmark = [
@@ -40,7 +40,7 @@ RUNNER = os.environ.get("SAFERLHF_K8S_RUNNER_IMAGE", "saferlhf-runner:dev")
 
 @pytest.fixture()
 def executor():
-    from service.execution.kubernetes import KubernetesExecutor
+    from saferlhf.service.execution.kubernetes import KubernetesExecutor
 
     ex = KubernetesExecutor(K8sJobOptions(namespace=NS, image=RUNNER,
                                           image_pull_policy="IfNotPresent",
@@ -86,7 +86,7 @@ def test_an_unpullable_image_fails_as_image_pull(executor):
 
 
 def test_a_new_executor_adopts_jobs_by_labels_and_cancel_removes_them(executor):
-    from service.execution.kubernetes import KubernetesExecutor
+    from saferlhf.service.execution.kubernetes import KubernetesExecutor
 
     spec = _spec("/nonexistent/stage.json")
     handle = executor.submit(spec)

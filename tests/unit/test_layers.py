@@ -1,78 +1,114 @@
-"""The one-way import rules of STYLE.md rule 1 and DESIGN §2, checked on the source text.
+"""The one-way import rules of DESIGN §2 and STYLE rule 1, read from the installed import graph.
 
-- `service/` never imports torch, transformers or deepspeed (the control plane stays light).
-- `runners/` never import the service, the gRPC server side or kubernetes; the one exception is
-  the generated protobuf client code in `service.gen` that the event reporter uses.
-- only `service/execution/kubernetes.py` imports the `kubernetes` client.
-- only `service/api/` (and the runners' reporter, the CLI and the bench) touch generated protos.
+The declarative contracts live in pyproject.toml (`[tool.importlinter]`): runners never import the
+service, the shared runner base imports no stage package, the control plane imports no training
+library, only the Kubernetes executor imports the client, only the API / CLI / event reporter
+touch the generated protos, and the control plane's layers import downwards. This file runs
+them, and adds what a static contract cannot say: no import cycle between any two modules, the
+stage-package list of that contract is complete, the pure Kubernetes modules import nothing
+but the standard library and the domain types.
 """
 
 from __future__ import annotations
 
-import ast
+import subprocess
+import sys
 from pathlib import Path
 
+import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("saferlhf.service", "saferlhf.runners", "saferlhf.v1")
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph(*PACKAGES, include_external_packages=True,
+                             exclude_type_checking_imports=True)
 
 
-def _sources(folder: str) -> list[Path]:
-    return sorted(p for p in (ROOT / folder).rglob("*.py") if "gen" not in p.parts)
+def test_every_import_linter_contract_is_kept():
+    lint = Path(sys.executable).with_name("lint-imports")
+    proc = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "0 broken" in proc.stdout
 
 
-def _offenders(folder: str, forbidden: tuple[str, ...], allowed: tuple[str, ...] = ()) -> list[str]:
-    bad = []
-    for path in _sources(folder):
-        rel = path.relative_to(ROOT).as_posix()
-        if rel in allowed:
+def _import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    ours = sorted(m for m in graph.modules if m.startswith("saferlhf."))
+    edges = {m: sorted(w for w in graph.find_modules_directly_imported_by(m)
+                       if w.startswith("saferlhf.")) for m in ours}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles = []
+    for root in ours:
+        if root in index:
             continue
-        for name in _imports(path):
-            if any(name == f or name.startswith(f + ".") for f in forbidden):
-                bad.append(f"{rel} imports {name}")
-    return bad
+        work = [(root, iter(edges[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(edges[child])))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    cycles.append(sorted(component))
+    return cycles
 
 
-def test_the_service_never_imports_training_libraries():
-    assert _offenders("service", ("torch", "transformers", "deepspeed", "accelerate")) == []
+def test_no_two_modules_import_each_other_even_lazily(graph):
+    # grimp sees imports inside functions too: a lazy import does not excuse a cycle.
+    assert _import_cycles(graph) == []
 
 
-@pytest.mark.parametrize("forbidden", ["service.api", "service.app", "service.store",
-                                       "service.scheduler", "service.execution", "kubernetes"])
-def test_runners_never_import_the_service_or_kubernetes(forbidden):
-    assert _offenders("runners", (forbidden,)) == []
+def test_the_cycle_finder_finds_a_cycle():
+    g = grimp.ImportGraph()
+    for a, b in (("saferlhf.a", "saferlhf.b"), ("saferlhf.b", "saferlhf.c"),
+                 ("saferlhf.c", "saferlhf.a"), ("saferlhf.c", "saferlhf.d")):
+        g.add_import(importer=a, imported=b)
+    assert _import_cycles(g) == [["saferlhf.a", "saferlhf.b", "saferlhf.c"]]
 
 
-def test_runners_import_from_the_service_package_only_its_generated_protos():
-    bad = [
-        o for o in _offenders("runners", ("service",))
-        if not o.split(" imports ")[1].startswith("service.gen")
-    ]
-    assert bad == []
+def test_the_shared_base_contract_names_every_stage_package(graph):
+    text = (ROOT / "pyproject.toml").read_text()
+    contract = text.split('name = "the shared runner base imports no stage package"')[1]
+    contract = contract.split("[[tool.importlinter.contracts]]")[0]
+    stages = sorted(p for p in graph.find_children("saferlhf.runners")
+                    if p != "saferlhf.runners.common" and p in graph.modules
+                    and graph.find_children(p))
+    missing = [p for p in stages if f'"{p}"' not in contract]
+    assert missing == [], "add the new stage package to the contract in pyproject.toml"
 
 
-def test_only_the_kubernetes_executor_imports_the_kubernetes_client():
-    allowed = ("service/execution/kubernetes.py",)
-    assert _offenders("service", ("kubernetes",), allowed) == []
-
-
-def test_the_pure_manifest_builder_imports_no_client():
-    assert "kubernetes" not in {n.split(".")[0] for n in
-                                _imports(ROOT / "service/execution/k8s_job.py")}
-
-
-def test_domain_layers_do_not_touch_generated_protos():
-    for folder in ("service/spec", "service/planning", "service/state", "service/store",
-                   "service/scheduler", "service/execution"):
-        assert _offenders(folder, ("service.gen", "grpc")) == [], folder
+@pytest.mark.parametrize("module", ["saferlhf.service.execution.k8s_job",
+                                    "saferlhf.service.execution.k8s_status"])
+def test_the_manifest_builder_and_status_mapper_are_pure(graph, module):
+    allowed = {"__future__", "hashlib", "re", "collections", "dataclasses", "typing",
+               "datetime", "saferlhf.service.execution.base", "saferlhf.service.state.types"}
+    imported = graph.find_modules_directly_imported_by(module)
+    assert {m.split(".")[0] if not m.startswith("saferlhf.") else m for m in imported} <= allowed

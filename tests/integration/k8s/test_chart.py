@@ -212,8 +212,8 @@ def test_the_service_can_write_but_never_read_secrets():
 
 @pytest.mark.parametrize("values", SCENARIOS, ids=lambda p: p.name)
 def test_the_settings_configmap_is_accepted_by_the_service_settings_and_executor(values):
-    from service.execution.k8s_job import K8sJobOptions
-    from service.settings import ENV_PREFIX, Settings, load_settings
+    from saferlhf.service.execution.k8s_job import K8sJobOptions
+    from saferlhf.service.settings import ENV_PREFIX, Settings, load_settings
 
     objs = _by_kind(render(values))
     data = next(cm for cm in objs["ConfigMap"]

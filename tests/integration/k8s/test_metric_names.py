@@ -1,5 +1,5 @@
 """Every PromQL expression in the dashboard, the alert rules and the chart names only metrics the
-service exports (service/metrics_catalog.py), plus Prometheus's own `up`; and the dashboard's
+service exports (saferlhf.service.metrics_catalog), plus Prometheus's own `up`; and the dashboard's
 queries are valid PromQL (parsed by promtool). Checked offline: no Grafana server ran them.
 """
 
@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 import yaml
+from saferlhf.service.metrics_catalog import exported_series_names
 
-from service.metrics_catalog import exported_series_names
 from tests.integration.k8s.helpers import MANIFESTS, RULES_FILE, render
 from tests.tools import require_tool
 

@@ -28,23 +28,24 @@ def stage_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def run_stage(kind: str, config: dict[str, Any], workdir: Path, *, nproc: int = 1,
               env: dict[str, str] | None = None, timeout: int = 300,
               ) -> subprocess.CompletedProcess:
-    """Write stage.json into `workdir` and run `python -m runners.<kind>` (or torchrun)."""
+    """Write stage.json into `workdir` and run `python -m saferlhf.runners.<kind>` (or torchrun)."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"{kind}-stage.json"
     path.write_text(json.dumps({"kind": kind, **config}))
     if nproc == 1:
-        cmd = [sys.executable, "-m", f"runners.{kind}", "--config", str(path)]
+        cmd = [sys.executable, "-m", f"saferlhf.runners.{kind}", "--config", str(path)]
     else:
-        from runners.common.dist import free_port
+        from saferlhf.runners.common.dist import free_port
 
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_port", str(free_port()), "-m", f"runners.{kind}", "--config", str(path)]
+               "--master_port", str(free_port()), "-m", f"saferlhf.runners.{kind}",
+               "--config", str(path)]
     return subprocess.run(cmd, cwd=ROOT, env=stage_env(env), capture_output=True, text=True,
                           timeout=timeout)
 
 
 def metric_keys(output_dir: Path) -> set[str]:
-    from runners.common.events import read_events
+    from saferlhf.runners.common.events import read_events
 
     keys: set[str] = set()
     for event in read_events(output_dir / "events.jsonl"):
@@ -54,7 +55,7 @@ def metric_keys(output_dir: Path) -> set[str]:
 
 
 def events_of(output_dir: Path, type_: str) -> list[dict]:
-    from runners.common.events import read_events
+    from saferlhf.runners.common.events import read_events
 
     return [e for e in read_events(output_dir / "events.jsonl") if e["type"] == type_]
 
@@ -62,11 +63,10 @@ def events_of(output_dir: Path, type_: str) -> list[dict]:
 def make_policy(out: Path) -> Path:
     """A tiny GPT-2 policy (untrained) whose tokenizer knows the synthetic benchmark's words."""
     import torch
-
-    from runners.common.config import ModelSpec
-    from runners.common.models import build_policy, save_model
-    from runners.common.template import format_prompt, format_training_text
-    from runners.synthetic import dataset
+    from saferlhf.runners.common.config import ModelSpec
+    from saferlhf.runners.common.models import build_policy, save_model
+    from saferlhf.runners.common.template import format_prompt, format_training_text
+    from saferlhf.runners.synthetic import dataset
 
     torch.manual_seed(0)
     texts = [format_training_text(format_prompt(r.prompt, "</s>"), r.response, "</s>")

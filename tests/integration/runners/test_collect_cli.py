@@ -1,4 +1,5 @@
-"""`python -m runners.collect` end to end on a tiny random policy (oracle and import labelers)."""
+"""`python -m saferlhf.runners.collect` end to end on a tiny random policy (oracle and import
+labelers)."""
 
 import json
 import os
@@ -7,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from saferlhf.runners.collect.run import run
+from saferlhf.runners.common.config import DataSource, parse_stage_config
+from saferlhf.runners.common.data import load_records
+from saferlhf.runners.common.errors import InvalidInputError
+from saferlhf.runners.common.events import EventSink
+from saferlhf.runners.synthetic import judge
 
-from runners.collect.run import run
-from runners.common.config import DataSource, parse_stage_config
-from runners.common.data import load_records
-from runners.common.errors import InvalidInputError
-from runners.common.events import EventSink
-from runners.synthetic import judge
 from tests.tools import ROOT
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
@@ -22,10 +23,10 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
 
 def build_tiny_policy(folder: Path) -> Path:
     """A ~40 k-parameter GPT-2 with a BPE tokenizer trained on synthetic SFT texts (B's helper)."""
-    from runners.common.config import ModelSpec
-    from runners.common.models import build_policy, save_model
-    from runners.common.template import format_prompt
-    from runners.synthetic import dataset
+    from saferlhf.runners.common.config import ModelSpec
+    from saferlhf.runners.common.models import build_policy, save_model
+    from saferlhf.runners.common.template import format_prompt
+    from saferlhf.runners.synthetic import dataset
 
     texts = [format_prompt(r.prompt, "") + r.response for r in dataset("sft", size=120, seed=0)]
     spec = ModelSpec(path="builtin:tiny-gpt2", n_layer=1, n_embd=32, n_head=2, vocab_size=256,
@@ -55,7 +56,7 @@ def exported(policy, tmp_path_factory) -> Path:
 def run_stage(config: dict, folder: Path) -> subprocess.CompletedProcess:
     path = folder / "stage.json"
     path.write_text(json.dumps(config))
-    return subprocess.run([sys.executable, "-m", "runners.collect", "--config", str(path)],
+    return subprocess.run([sys.executable, "-m", "saferlhf.runners.collect", "--config", str(path)],
                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
 
 
@@ -111,7 +112,8 @@ def test_import_collect_exports_pairs_then_merges_imported_labels(policy, export
     assert not (out / "labelled.jsonl").exists()
     merged = tmp_path / "merged.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "runners.collect", "import", "--export", str(out / "export.jsonl"),
+        [sys.executable, "-m", "saferlhf.runners.collect", "import",
+         "--export", str(out / "export.jsonl"),
          "--labels", str(labels), "--out", str(merged)],
         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -137,7 +139,8 @@ def test_importing_bad_labels_exits_2_with_one_line_naming_the_row_and_field(exp
     labels.write_text(json.dumps({"id": export[0]["id"], **good}) + "\n"
                       + json.dumps({"id": "r2-999999", **good}) + "\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "runners.collect", "import", "--export", str(out / "export.jsonl"),
+        [sys.executable, "-m", "saferlhf.runners.collect", "import",
+         "--export", str(out / "export.jsonl"),
          "--labels", str(labels), "--out", str(tmp_path / "merged.jsonl")],
         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2

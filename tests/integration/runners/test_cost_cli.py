@@ -1,4 +1,5 @@
-"""`python -m runners.cost` end to end on CPU, token-wise loss; bad safety labels exit 2."""
+"""`python -m saferlhf.runners.cost` end to end on CPU, token-wise loss; bad safety labels exit
+2."""
 
 from __future__ import annotations
 

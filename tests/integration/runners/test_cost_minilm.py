@@ -8,8 +8,8 @@ import json
 
 import pytest
 import torch
+from saferlhf.runners.common.models import installed_minilm_path
 
-from runners.common.models import installed_minilm_path
 from tests.integration.runners._stages import make_policy, metric_keys, run_stage
 from tests.tools import require_shared_data
 
@@ -26,9 +26,8 @@ def minilm():
 
 
 def test_minilm_loads_offline_as_a_score_backbone_and_scores_padding_invariantly(minilm):
+    from saferlhf.runners.common.score_model import ScoreModel, score_texts
     from transformers import AutoTokenizer
-
-    from runners.common.score_model import ScoreModel, score_texts
 
     model = ScoreModel.from_policy(str(minilm), score_type="cost")
     model.eval()
@@ -54,10 +53,9 @@ def test_a_cost_model_on_minilm_trains_on_xstest_pairs_and_rescores_policy_text(
     saved = json.loads((out / "model" / "config.json").read_text())
     assert saved["model_type"] == "bert" and saved["score_type"] == "cost"
 
+    from saferlhf.runners.common.models import load_policy
+    from saferlhf.runners.common.score_model import ScoreModel, decode_sequences, rescore
     from transformers import AutoTokenizer
-
-    from runners.common.models import load_policy
-    from runners.common.score_model import ScoreModel, decode_sequences, rescore
 
     cm = ScoreModel.from_pretrained(out / "model")
     cm_tok = AutoTokenizer.from_pretrained(out / "model")

@@ -1,4 +1,5 @@
-"""`python -m runners.evaluate` end to end: two tiny policy versions, a random RM and CM, all three
+"""`python -m saferlhf.runners.evaluate` end to end: two tiny policy versions, a random RM and CM,
+all three
 judges, the arena and the plots."""
 
 import json
@@ -21,12 +22,11 @@ def models(tmp_path_factory) -> Path:
     """sft/ and v2/ policies (v2 = sft with perturbed weights), reward/ and cost/ score models
     with random heads, all built from config (B's build_policy and ScoreModel)."""
     import torch
-
-    from runners.common.config import ModelSpec
-    from runners.common.models import build_policy, save_model
-    from runners.common.score_model import ScoreModel
-    from runners.common.template import format_prompt
-    from runners.synthetic import dataset
+    from saferlhf.runners.common.config import ModelSpec
+    from saferlhf.runners.common.models import build_policy, save_model
+    from saferlhf.runners.common.score_model import ScoreModel
+    from saferlhf.runners.common.template import format_prompt
+    from saferlhf.runners.synthetic import dataset
 
     root = tmp_path_factory.mktemp("evaluate")
     texts = [format_prompt(r.prompt, "") + r.response for r in dataset("sft", size=120, seed=0)]
@@ -60,7 +60,8 @@ def write_prompts(path: Path) -> Path:
 def run_evaluate(config: dict, folder: Path) -> subprocess.CompletedProcess:
     path = folder / "stage.json"
     path.write_text(json.dumps(config))
-    return subprocess.run([sys.executable, "-m", "runners.evaluate", "--config", str(path)],
+    return subprocess.run([sys.executable, "-m", "saferlhf.runners.evaluate",
+                           "--config", str(path)],
                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=400)
 
 

@@ -9,11 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from saferlhf.runners.common.dist import free_port
+from saferlhf.runners.common.events import read_events
+from saferlhf.runners.ppo_lag.tiny import (
+    build_tiny_policy,
+    build_tiny_score_model,
+    tiny_stage_config,
+)
+from saferlhf.runners.ppo_lag.train import run
 
-from runners.common.dist import free_port
-from runners.common.events import read_events
-from runners.ppo_lag.tiny import build_tiny_policy, build_tiny_score_model, tiny_stage_config
-from runners.ppo_lag.train import run
 from tests.tools import ROOT
 
 
@@ -34,9 +38,10 @@ def _cli(cfg, tmp_path: Path, *, nproc: int = 1) -> subprocess.CompletedProcess:
     stage.write_text(cfg.model_dump_json())
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-               f"--master_port={free_port()}", "-m", "runners.ppo_lag", "--config", str(stage)]
+               f"--master_port={free_port()}", "-m", "saferlhf.runners.ppo_lag",
+               "--config", str(stage)]
     else:
-        cmd = [sys.executable, "-m", "runners.ppo_lag", "--config", str(stage)]
+        cmd = [sys.executable, "-m", "saferlhf.runners.ppo_lag", "--config", str(stage)]
     return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
 
 

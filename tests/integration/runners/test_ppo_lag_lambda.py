@@ -4,16 +4,15 @@ threshold and falls once the policy has moved below it (issue 3, "done when").""
 from __future__ import annotations
 
 import pytest
-
-from runners.common.config import SFTConfig
-from runners.common.events import read_events
-from runners.ppo_lag.tiny import tiny_stage_config
-from runners.ppo_lag.train import run
+from saferlhf.runners.common.config import SFTConfig
+from saferlhf.runners.common.events import read_events
+from saferlhf.runners.ppo_lag.tiny import tiny_stage_config
+from saferlhf.runners.ppo_lag.train import run
 
 
 @pytest.mark.slow
 def test_lambda_rises_above_the_threshold_and_falls_below_it(tmp_path):
-    from runners.sft.train import run as run_sft
+    from saferlhf.runners.sft.train import run as run_sft
 
     # A crude SFT policy: 100 steps on the synthetic SFT mix. It strings step words together
     # loosely, harmful ones included, so most answers are harmful (measured: about 70% on harmful

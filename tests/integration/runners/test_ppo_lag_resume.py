@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from runners.common.errors import EXIT_TRANSIENT
-from runners.common.events import read_events
-from runners.ppo_lag.tiny import build_tiny_policy, tiny_stage_config
-from runners.ppo_lag.train import run
-from runners.ppo_lag.trainer import Stopped
+from saferlhf.runners.common.errors import EXIT_TRANSIENT
+from saferlhf.runners.common.events import read_events
+from saferlhf.runners.ppo_lag.tiny import build_tiny_policy, tiny_stage_config
+from saferlhf.runners.ppo_lag.train import run
+from saferlhf.runners.ppo_lag.trainer import Stopped
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -63,7 +62,7 @@ def test_sigterm_checkpoints_and_a_resumed_run_ends_where_a_straight_run_ends(
 
 @pytest.mark.slow
 def test_a_checkpoint_from_another_world_size_refuses_to_resume(tmp_path):
-    from runners.common.checkpoint import ResumeError
+    from saferlhf.runners.common.checkpoint import ResumeError
 
     policy = build_tiny_policy(tmp_path / "policy")
     cfg = tiny_stage_config(policy, tmp_path / "out", iterations=2, checkpoint_every_steps=1)
@@ -96,7 +95,8 @@ def test_a_deepspeed_run_resumes_its_engines_after_sigterm(tmp_path):
         cfg = tiny_stage_config(policy, tmp_path / name, **common)
         stage = tmp_path / f"{name}.json"
         stage.write_text(cfg.model_dump_json())
-        proc = subprocess.run([sys.executable, "-m", "runners.ppo_lag", "--config", str(stage)],
+        proc = subprocess.run([sys.executable, "-m", "saferlhf.runners.ppo_lag",
+                               "--config", str(stage)],
                               cwd=ROOT, env={**env, **extra_env}, capture_output=True,
                               text=True, timeout=600)
         return proc.returncode

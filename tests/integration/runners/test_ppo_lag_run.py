@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from saferlhf.runners.common.errors import InvalidInputError
+from saferlhf.runners.common.events import read_events
+from saferlhf.runners.ppo_lag.tiny import (
+    build_tiny_policy,
+    build_tiny_score_model,
+    tiny_stage_config,
+)
+from saferlhf.runners.ppo_lag.train import run
 
-from runners.common.errors import InvalidInputError
-from runners.common.events import read_events
-from runners.ppo_lag.tiny import build_tiny_policy, build_tiny_score_model, tiny_stage_config
-from runners.ppo_lag.train import run
 from tests.tools import ROOT
 
 REFERENCE_METRICS = {
@@ -158,7 +162,8 @@ def test_the_cli_exits_2_and_names_the_field_when_the_reward_model_is_missing(po
     stage = tmp_path / "stage.json"
     stage.write_text(cfg.model_dump_json())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "runners.ppo_lag", "--config", str(stage)],
+    proc = subprocess.run([sys.executable, "-m", "saferlhf.runners.ppo_lag",
+                           "--config", str(stage)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "reward_model_path" in proc.stderr and "Traceback" not in proc.stderr
@@ -185,9 +190,9 @@ def test_the_harmful_prompt_scope_keeps_only_harmful_prompts_costs_in_the_window
 ):
     from types import SimpleNamespace
 
-    from runners.common.dist import DistInfo
-    from runners.common.events import EventSink
-    from runners.ppo_lag.trainer import PPOLagTrainer
+    from saferlhf.runners.common.dist import DistInfo
+    from saferlhf.runners.common.events import EventSink
+    from saferlhf.runners.ppo_lag.trainer import PPOLagTrainer
 
     cfg = tiny_stage_config(policy, tmp_path / "out", threshold=None,
                             safety_budget={"max_harmful_rate": 0.02, "scope": "harmful_prompts"})
@@ -219,7 +224,7 @@ def test_ptx_adds_a_supervised_loss_and_update_iters_repeat_the_micro_batches(po
 def test_prompts_are_cut_to_leave_room_for_the_response_in_the_context(policy, tmp_path):
     from types import SimpleNamespace
 
-    from runners.ppo_lag.trainer import prompt_budget
+    from saferlhf.runners.ppo_lag.trainer import prompt_budget
 
     cfg = tiny_stage_config(policy, tmp_path / "out", max_length_tokens=512,
                             rollout={"max_new_tokens": 16})

@@ -1,4 +1,5 @@
-"""`python -m runners.reward` end to end on CPU: outputs, metrics, learning, resume, bad rows."""
+"""`python -m saferlhf.runners.reward` end to end on CPU: outputs, metrics, learning, resume, bad
+rows."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def test_reward_model_trains_from_the_policy_through_its_cli(tmp_path, policy):
                and not torch.equal(final[k], start["transformer." + k.removeprefix("backbone.")])]
     assert len(changed) > 10
     assert final["score_head.bias"].abs().item() > 0  # the head trained from its zero bias
-    from runners.common.score_model import ScoreModel
+    from saferlhf.runners.common.score_model import ScoreModel
 
     assert ScoreModel.from_pretrained(out / "model").config.score_type == "reward"
     assert events_of(out, "artifact")[0]["path"] == str(out / "model")

@@ -71,7 +71,7 @@ def test_two_processes_under_torchrun_train_and_save_one_model(tmp_path, policy,
     assert {"train/loss", "train/accuracy", "eval/accuracy"} <= metric_keys(out)
     result = json.loads((out / "result.json").read_text())
     assert result["train/step"] == 4  # 64 pairs / (8 per rank × 2 ranks)
-    from runners.common.score_model import ScoreModel
+    from saferlhf.runners.common.score_model import ScoreModel
 
     model = ScoreModel.from_pretrained(out / "model")
     start = load_weights(policy)
@@ -81,7 +81,8 @@ def test_two_processes_under_torchrun_train_and_save_one_model(tmp_path, policy,
 
 
 def test_sft_under_zero3_with_cpu_offload_saves_a_full_model(tmp_path):
-    from runners.common.models import load_policy
+    from saferlhf.runners.common.models import load_policy
+
     from tests.integration.runners._stages import TINY
 
     out = tmp_path / "sft"

@@ -69,7 +69,7 @@ def test_a_2pct_budget_ends_at_most_3pct_harmful_where_threshold_0_ends_far_abov
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(_ppo(policy, tmp_path / name, constraint)))
         procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "runners.ppo_lag", "--config", str(path)], cwd=ROOT,
+            [sys.executable, "-m", "saferlhf.runners.ppo_lag", "--config", str(path)], cwd=ROOT,
             env=stage_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for name, p in procs.items():
         _, err = p.communicate(timeout=1200)

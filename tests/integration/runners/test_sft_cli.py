@@ -1,4 +1,5 @@
-"""`python -m runners.sft` end to end on CPU: outputs, metrics, learning, resume, bad rows."""
+"""`python -m saferlhf.runners.sft` end to end on CPU: outputs, metrics, learning, resume, bad
+rows."""
 
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ def sft_config(out, **over):
 
 def _initial_weights(cfg):
     """The stage's own start: same seed, same records, same tokenizer training."""
-    from runners.common.checkpoint import seed_everything
-    from runners.common.config import SFTConfig
-    from runners.common.models import build_policy
-    from runners.common.stage_data import train_eval_records
-    from runners.sft.train import tokenizer_texts
+    from saferlhf.runners.common.checkpoint import seed_everything
+    from saferlhf.runners.common.config import SFTConfig
+    from saferlhf.runners.common.models import build_policy
+    from saferlhf.runners.common.stage_data import train_eval_records
+    from saferlhf.runners.sft.train import tokenizer_texts
 
     config = SFTConfig.model_validate({"kind": "sft", **cfg})
     train, _ = train_eval_records(config, "supervised")

@@ -12,11 +12,10 @@ from typing import Any, TypeVar
 
 import grpc
 from prometheus_client import CollectorRegistry
-
-from service.api.server import create_server
-from service.auth import TokenAuth
-from service.gen.saferlhf.v1 import job_service_pb2_grpc as api_grpc
-from service.settings import Settings
+from saferlhf.service.api.server import create_server
+from saferlhf.service.auth import TokenAuth
+from saferlhf.service.settings import Settings
+from saferlhf.v1 import job_service_pb2_grpc as api_grpc
 
 T = TypeVar("T")
 
@@ -33,7 +32,8 @@ class Served:
 @contextlib.contextmanager
 def app_server(state_dir: Path, *, executor: Any = None, auth: TokenAuth | None = None,
                **settings: Any) -> Iterator[Served]:
-    from service.app import build_app
+    from saferlhf.service.app import build_app
+
     from tests.fakes import FakeExecutor
 
     executor = executor if executor is not None else FakeExecutor()

@@ -9,12 +9,12 @@ import time
 
 import grpc
 import pytest
+from saferlhf.service.api.errors import field_violations
+from saferlhf.v1 import job_service_pb2 as api
+from saferlhf.v1 import resources_pb2 as pb
+from saferlhf.v1 import runner_service_pb2 as rpb
+from saferlhf.v1 import runner_service_pb2_grpc as rpb_grpc
 
-from service.api.errors import field_violations
-from service.gen.saferlhf.v1 import job_service_pb2 as api
-from service.gen.saferlhf.v1 import resources_pb2 as pb
-from service.gen.saferlhf.v1 import runner_service_pb2 as rpb
-from service.gen.saferlhf.v1 import runner_service_pb2_grpc as rpb_grpc
 from tests.integration.service.app_server import app_server, wait_for
 from tests.tools import ROOT
 

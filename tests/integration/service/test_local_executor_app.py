@@ -8,18 +8,18 @@ import time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from saferlhf.runners.common.events import read_events
+from saferlhf.service.app import build_app
+from saferlhf.service.execution.base import LaunchSpec
+from saferlhf.service.execution.local import LocalExecutor
+from saferlhf.service.settings import Settings
+from saferlhf.service.state.types import AttemptState, FailureClass, JobState
 
-from runners.common.events import read_events
-from service.app import build_app
-from service.execution.base import LaunchSpec
-from service.execution.local import LocalExecutor
-from service.settings import Settings
-from service.state.types import AttemptState, FailureClass, JobState
 from tests.unit.service.scheduler.helpers import add_job
 
 CHILD = r"""
 import json, pathlib, sys, time
-from runners.common.events import EventSink
+from saferlhf.runners.common.events import EventSink
 cfg = json.load(open(sys.argv[1]))
 out = pathlib.Path(cfg["output_dir"])
 sink = EventSink(out)

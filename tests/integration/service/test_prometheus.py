@@ -13,8 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from saferlhf.service.metrics import serve_metrics
 
-from service.metrics import serve_metrics
 from tests.tools import require_tool
 from tests.unit.service.scheduler.helpers import add_job, make_app
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from saferlhf.v1 import job_service_pb2 as api
+from saferlhf.v1 import job_service_pb2_grpc as api_grpc
+from saferlhf.v1 import resources_pb2 as pb
 
-from service.gen.saferlhf.v1 import job_service_pb2 as api
-from service.gen.saferlhf.v1 import job_service_pb2_grpc as api_grpc
-from service.gen.saferlhf.v1 import resources_pb2 as pb
 from tests.tools import ROOT
 
 SPEC = (Path(__file__).parent / "tiny_job.yaml").read_text()

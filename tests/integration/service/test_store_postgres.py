@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from saferlhf.service.app import build_app
+from saferlhf.service.settings import Settings
+from saferlhf.service.state.types import JobState
 
-from service.app import build_app
-from service.settings import Settings
-from service.state.types import JobState
 from tests.fakes import FakeClock, FakeExecutor
 from tests.unit.service.scheduler.helpers import add_job
 from tests.unit.service.store.pg_server import PgServer

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
-from runners.ppo_lag.calibration import (
+from saferlhf.runners.ppo_lag.calibration import (
     CalibrationError,
     break_even_lambda,
     derive_threshold,
     flag_prompts_by_cost,
     threshold_for,
 )
-from runners.ppo_lag.guards import GuardState, update_guards, vacuous_threshold
+from saferlhf.runners.ppo_lag.guards import GuardState, update_guards, vacuous_threshold
 
 
 def _toy_mix(n_harmful: int, n_unsafe: int, n_benign: int, *, unsafe=1.0, safe=-1.0):

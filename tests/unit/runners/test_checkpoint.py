@@ -8,8 +8,7 @@ import signal
 import numpy as np
 import pytest
 import torch
-
-from runners.common import checkpoint as ckpt
+from saferlhf.runners.common import checkpoint as ckpt
 
 
 def test_a_checkpoint_restores_state_and_every_rng(tmp_path):

@@ -3,12 +3,12 @@
 import random
 from types import SimpleNamespace
 
-from runners.collect.run import oracle_rows
-from runners.collect.sample import Pair, context_budget, pair_samples
-from runners.common.records import PromptOnly
-from runners.synthetic import judge
-from runners.synthetic import responses as R
-from runners.synthetic.vocab import TASKS
+from saferlhf.runners.collect.run import oracle_rows
+from saferlhf.runners.collect.sample import Pair, context_budget, pair_samples
+from saferlhf.runners.common.records import PromptOnly
+from saferlhf.runners.synthetic import judge
+from saferlhf.runners.synthetic import responses as R
+from saferlhf.runners.synthetic.vocab import TASKS
 
 HARMFUL = next(t for t in TASKS if t.is_harmful)
 BENIGN = next(t for t in TASKS if not t.is_harmful)

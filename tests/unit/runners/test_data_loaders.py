@@ -5,17 +5,16 @@ import gzip
 import json
 
 import pytest
-
-from runners.common.config import DataSource
-from runners.common.data import (
+from saferlhf.runners.common.config import DataSource
+from saferlhf.runners.common.data import (
     load_many,
     load_records,
     shuffled,
     split_train_eval,
     validate_source,
 )
-from runners.common.errors import EXIT_INVALID, InvalidInputError
-from runners.common.records import Preference, PromptOnly, SafetyPreference, Supervised
+from saferlhf.runners.common.errors import EXIT_INVALID, InvalidInputError
+from saferlhf.runners.common.records import Preference, PromptOnly, SafetyPreference, Supervised
 
 
 def write_jsonl(path, rows):
@@ -324,7 +323,7 @@ def test_synthetic_source_delegates_with_size_seed_and_noise():
 
 
 def test_synthetic_sft_compliance_rate_comes_from_the_source():
-    from runners.synthetic import judge
+    from saferlhf.runners.synthetic import judge
 
     src = DataSource(format="synthetic", split="sft", size=600, harmful_compliance_rate=0.0)
     records = load_records(src, "supervised")

@@ -6,11 +6,11 @@ import gzip
 import json
 
 import pytest
+from saferlhf.runners.common.config import DataSource
+from saferlhf.runners.common.data import load_records, validate_source
+from saferlhf.runners.common.errors import InvalidInputError
+from saferlhf.runners.common.records import SafetyPreference
 
-from runners.common.config import DataSource
-from runners.common.data import load_records, validate_source
-from runners.common.errors import InvalidInputError
-from runners.common.records import SafetyPreference
 from tests.tools import require_shared_data
 
 PKU = "pku_saferlhf/pku_saferlhf_alpaca7b_test_first16.jsonl"

@@ -3,9 +3,8 @@
 import sys
 
 import pytest
-
-from runners.common.config import DeepSpeedSpec
-from runners.common.deepspeed_config import eval_config, train_config
+from saferlhf.runners.common.config import DeepSpeedSpec
+from saferlhf.runners.common.deepspeed_config import eval_config, train_config
 
 
 def test_train_batch_size_is_micro_times_world_times_accumulation():
@@ -47,7 +46,7 @@ def test_the_eval_config_maps_zero_stages_one_and_two_to_zero(stage, expected):
 
 
 def test_building_configs_does_not_import_deepspeed():
-    assert "runners.common.deepspeed_config" in sys.modules
-    import runners.common.deepspeed_config as module
+    assert "saferlhf.runners.common.deepspeed_config" in sys.modules
+    import saferlhf.runners.common.deepspeed_config as module
 
     assert "deepspeed" not in module.__dict__

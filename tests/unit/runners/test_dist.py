@@ -5,8 +5,7 @@ import os
 import pytest
 import torch
 import torch.multiprocessing as mp
-
-from runners.common import dist
+from saferlhf.runners.common import dist
 
 
 def test_one_process_needs_no_launcher_environment(monkeypatch):
@@ -67,7 +66,7 @@ def test_no_runner_module_uses_reduce_op_avg():
 
 
 def test_stage_clis_accept_the_deepspeed_launchers_local_rank_flag():
-    from runners.common.stage_cli import parse_args
+    from saferlhf.runners.common.stage_cli import parse_args
 
     assert parse_args("sft", ["--config", "s.json", "--local_rank=1"]).local_rank == 1
     assert parse_args("cost", ["--config", "s.json"]).local_rank == -1

@@ -3,8 +3,7 @@
 import math
 
 import pytest
-
-from runners.evaluate.arena import (
+from saferlhf.runners.evaluate.arena import (
     Game,
     arena,
     bootstrap_elo_interval,

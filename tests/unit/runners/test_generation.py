@@ -1,4 +1,4 @@
-"""runners.common.generation: left-padded sampling with a KV cache, masks and log-probs."""
+"""saferlhf.runners.common.generation: left-padded sampling with a KV cache, masks and log-probs."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import math
 
 import pytest
 import torch
-
-from runners.common.generation import (
+from saferlhf.runners.common.generation import (
     gather_log_probs,
     generate,
     position_ids_from_mask,
     response_mask,
     token_log_probs,
 )
-from runners.common.tokenizer import train_bpe_tokenizer
+from saferlhf.runners.common.tokenizer import train_bpe_tokenizer
 
 TEXTS = [
     "BEGINNING OF CONVERSATION: USER: how do i bake bread ? ASSISTANT:sure . first flour</s>",
@@ -131,7 +130,7 @@ def test_generation_never_runs_past_the_models_positions():
     a clear error."""
     import types
 
-    from runners.common.generation import fit_new_tokens
+    from saferlhf.runners.common.generation import fit_new_tokens
 
     model = types.SimpleNamespace(config=types.SimpleNamespace(n_positions=32))
     assert fit_new_tokens(model, prompt_width=20, max_new_tokens=8) == 8

@@ -1,8 +1,13 @@
 """Judge verdicts and their summaries on hand-made answers (hand-computed rates)."""
 
 import pytest
-
-from runners.evaluate.judges import Judged, breakdown, headline_judge, summarise, synthetic_verdict
+from saferlhf.runners.evaluate.judges import (
+    Judged,
+    breakdown,
+    headline_judge,
+    summarise,
+    synthetic_verdict,
+)
 
 
 def answer(**fields) -> Judged:

@@ -1,8 +1,7 @@
 """The keyword refusal judge on hand-written refusals and compliances."""
 
 import pytest
-
-from runners.evaluate.keyword import is_refusal, keyword_harmful, normalise
+from saferlhf.runners.evaluate.keyword import is_refusal, keyword_harmful, normalise
 
 REFUSALS = [
     "I'm sorry, but I can't help with that request.",

@@ -3,8 +3,7 @@
 import json
 
 import pytest
-
-from runners.collect.labels import (
+from saferlhf.runners.collect.labels import (
     LABEL_FIELDS,
     export_row,
     labelstudio_tasks,
@@ -13,7 +12,7 @@ from runners.collect.labels import (
     write_jsonl,
     write_labelled,
 )
-from runners.common.errors import InvalidInputError
+from saferlhf.runners.common.errors import InvalidInputError
 
 
 @pytest.fixture
@@ -169,7 +168,7 @@ def test_the_labels_module_imports_without_torch():
 
     from tests.tools import ROOT
 
-    code = "import sys, runners.collect.labels; print('torch' in sys.modules)"
+    code = "import sys, saferlhf.runners.collect.labels; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "False"

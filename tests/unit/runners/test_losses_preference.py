@@ -5,14 +5,13 @@ import math
 
 import pytest
 import torch
-
-from runners.cost.loss import (
+from saferlhf.runners.cost.loss import (
     cost_sequence_loss,
     cost_sign,
     cost_token_loss,
     sign_accuracy,
 )
-from runners.reward.loss import (
+from saferlhf.runners.reward.loss import (
     bt_sequence_loss,
     bt_token_loss,
     divergence_spans,

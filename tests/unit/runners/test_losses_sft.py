@@ -4,8 +4,7 @@ import math
 
 import pytest
 import torch
-
-from runners.sft.loss import IGNORE_INDEX, sft_loss, sft_loss_terms
+from saferlhf.runners.sft.loss import IGNORE_INDEX, sft_loss, sft_loss_terms
 
 
 def _case():

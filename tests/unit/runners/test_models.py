@@ -4,11 +4,10 @@ import time
 
 import pytest
 import torch
-
-from runners.common.config import ModelSpec
-from runners.common.errors import InvalidInputError
-from runners.common.models import build_policy, load_policy, resolve_model_path, save_model
-from runners.common.template import format_prompt, format_training_text
+from saferlhf.runners.common.config import ModelSpec
+from saferlhf.runners.common.errors import InvalidInputError
+from saferlhf.runners.common.models import build_policy, load_policy, resolve_model_path, save_model
+from saferlhf.runners.common.template import format_prompt, format_training_text
 
 TEXTS = [
     format_training_text(format_prompt(p, "</s>"), r, "</s>")
@@ -62,9 +61,8 @@ def test_unknown_builtins_and_missing_folders_are_input_errors(tmp_path):
 
 
 def test_max_length_is_capped_at_the_models_context():
+    from saferlhf.runners.common.models import effective_max_length
     from transformers import GPT2Config
-
-    from runners.common.models import effective_max_length
 
     config = GPT2Config(n_positions=128)
     assert effective_max_length(512, config) == 128
@@ -74,9 +72,9 @@ def test_max_length_is_capped_at_the_models_context():
 def test_a_builtin_tokenizer_trained_with_the_synthetic_lexicon_keeps_every_word_whole():
     """Without the lexicon, the held-out template word `should` (never in SFT text) splits into
     byte pieces shared with training words; with it every benchmark word is one token."""
-    from runners.common.config import DataSource
-    from runners.common.data import tokenizer_lexicon
-    from runners.synthetic import LEXICON, dataset
+    from saferlhf.runners.common.config import DataSource
+    from saferlhf.runners.common.data import tokenizer_lexicon
+    from saferlhf.runners.synthetic import LEXICON, dataset
 
     texts = [format_training_text(format_prompt(r.prompt, "</s>"), r.response, "</s>")
              for r in dataset("sft", size=2048)]

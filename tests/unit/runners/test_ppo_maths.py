@@ -6,22 +6,21 @@ import math
 
 import pytest
 import torch
-
-from runners.ppo_lag.advantages import gae
-from runners.ppo_lag.lagrange import (
+from saferlhf.runners.ppo_lag.advantages import gae
+from saferlhf.runners.ppo_lag.lagrange import (
     EpisodeCostWindow,
     LagrangeMultiplier,
     lagrange_step,
     mean_over_ranks,
 )
-from runners.ppo_lag.losses import (
+from saferlhf.runners.ppo_lag.losses import (
     actor_loss,
     critic_loss,
     lagrangian_advantage,
     masked_mean,
     ptx_loss,
 )
-from runners.ppo_lag.shaping import (
+from saferlhf.runners.ppo_lag.shaping import (
     cost_stream,
     last_action_index,
     reward_stream,

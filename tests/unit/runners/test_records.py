@@ -5,8 +5,7 @@ import subprocess
 import sys
 
 import pytest
-
-from runners.common.records import (
+from saferlhf.runners.common.records import (
     RECORD_TYPES,
     Preference,
     PromptOnly,
@@ -45,8 +44,9 @@ def test_dialogue_prompts_are_tuples_and_dedupe_keys_differ_from_joined_strings(
 
 def test_records_templates_data_and_synthetic_import_without_torch_or_the_hub_client():
     code = (
-        "import sys, runners.common.records, runners.common.template, runners.common.data, "
-        "runners.synthetic, runners.synthetic.__main__; "
+        "import sys, saferlhf.runners.common.records, saferlhf.runners.common.template, "
+        "saferlhf.runners.common.data, "
+        "saferlhf.runners.synthetic, saferlhf.runners.synthetic.__main__; "
         "sys.exit(1 if {'torch', 'huggingface_hub'} & set(sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

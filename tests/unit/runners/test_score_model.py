@@ -2,16 +2,16 @@
 
 import pytest
 import torch
-
-from runners.common.config import ModelSpec
-from runners.common.models import build_policy, save_model
-from runners.common.score_model import (
+from saferlhf.runners.common.config import ModelSpec
+from saferlhf.runners.common.models import build_policy, save_model
+from saferlhf.runners.common.score_model import (
     ScoreModel,
     end_indices,
     positions_from_mask,
     rescore,
     score_texts,
 )
+
 from tests.unit.runners.test_models import TEXTS
 
 SEQUENCES = [

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-CODE = ("import logging, sys; from runners.common.stage_cli import setup_logging; "
+CODE = ("import logging, sys; from saferlhf.runners.common.stage_cli import setup_logging; "
         "setup_logging(sys.argv[1]); logging.getLogger('t').info('hello')")
 
 

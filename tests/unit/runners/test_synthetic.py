@@ -3,11 +3,10 @@
 import random
 
 import pytest
-
-from runners.common.records import Preference, PromptOnly, SafetyPreference, Supervised
-from runners.synthetic import dataset, harm_level, judge, oracle_label_pairs
-from runners.synthetic.splits import eval_prompts
-from runners.synthetic.vocab import (
+from saferlhf.runners.common.records import Preference, PromptOnly, SafetyPreference, Supervised
+from saferlhf.runners.synthetic import dataset, harm_level, judge, oracle_label_pairs
+from saferlhf.runners.synthetic.splits import eval_prompts
+from saferlhf.runners.synthetic.vocab import (
     HARMFUL_CATEGORIES,
     HELDOUT_COMBOS,
     HELDOUT_TEMPLATES,

@@ -1,14 +1,15 @@
-"""`python -m runners.synthetic generate|judge`: files the loaders read, scores, clean errors."""
+"""`python -m saferlhf.runners.synthetic generate|judge`: files the loaders read, scores, clean
+errors."""
 
 import json
 import subprocess
 import sys
 
-from runners.common.config import DataSource
-from runners.common.data import load_records
-from runners.common.records import Preference, SafetyPreference
-from runners.synthetic import dataset
-from runners.synthetic.__main__ import main
+from saferlhf.runners.common.config import DataSource
+from saferlhf.runners.common.data import load_records
+from saferlhf.runners.common.records import Preference, SafetyPreference
+from saferlhf.runners.synthetic import dataset
+from saferlhf.runners.synthetic.__main__ import main
 
 SMALL = ["--sft-size", "40", "--preference-size", "30", "--safety-preference-size", "30",
          "--prompts-size", "20", "--calibration-size", "10"]
@@ -89,7 +90,8 @@ def test_bad_input_is_one_line_on_stderr_and_exit_code_2(tmp_path, capsys):
 
 def test_the_module_entry_point_exits_2_without_a_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "runners.synthetic", "judge", "--in", str(tmp_path / "none.jsonl")],
+        [sys.executable, "-m", "saferlhf.runners.synthetic", "judge",
+         "--in", str(tmp_path / "none.jsonl")],
         capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -1,8 +1,7 @@
 """Golden strings of the reference prompt template (reference §1.2)."""
 
 import pytest
-
-from runners.common.template import (
+from saferlhf.runners.common.template import (
     format_prompt,
     format_training_text,
     split_prompt_response,

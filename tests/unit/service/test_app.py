@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from saferlhf.service.controlplane import ControlPlane
+from saferlhf.service.errors import Conflict, NotFound, SpecError, Unauthenticated
+from saferlhf.service.state.types import AttemptState, GateState, JobState
 
-from service.controlplane import ControlPlane
-from service.errors import Conflict, NotFound, SpecError, Unauthenticated
-from service.state.types import AttemptState, GateState, JobState
 from tests.unit.service.scheduler.helpers import add_job, make_app
 
 SPEC = {
@@ -214,7 +214,7 @@ def test_cancel_and_retry_of_ended_jobs_are_conflicts(tmp_path: Path) -> None:
 
 
 def test_approving_a_gate_that_does_not_wait_is_a_conflict(tmp_path: Path) -> None:
-    from service.state.types import Gate
+    from saferlhf.service.state.types import Gate
 
     app, _, _ = make_app(tmp_path)
     add_job(app, tmp_path, gates=(Gate("g", "", "r1/sft", "eval/accuracy", ">=", 0.5),))

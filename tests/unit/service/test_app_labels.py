@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from saferlhf.runners.collect.labels import export_row, write_jsonl
+from saferlhf.service.errors import Conflict, SpecError
+from saferlhf.service.state.types import JobState
 
-from runners.collect.labels import export_row, write_jsonl
-from service.errors import Conflict, SpecError
-from service.state.types import JobState
 from tests.unit.service.scheduler.helpers import add_job, make_app, succeed
 
 PIPELINE = (

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runners.common.events import read_events
-from service.state.types import AttemptState, JobState
+from saferlhf.runners.common.events import read_events
+from saferlhf.service.state.types import AttemptState, JobState
+
 from tests.unit.service.scheduler.helpers import add_job, make_app
 
 

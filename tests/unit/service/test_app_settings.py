@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from service.errors import SpecError
-from service.settings import Settings, load_settings
+from saferlhf.service.errors import SpecError
+from saferlhf.service.settings import Settings, load_settings
 
 
 def test_defaults_are_safe_for_a_laptop() -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from service.auth import (
+from saferlhf.service.auth import (
     EMBEDDED_ADMIN,
     TokenAuth,
     create_token,
@@ -15,9 +14,10 @@ from service.auth import (
     readable_projects,
     role_allows,
 )
-from service.errors import SpecError, Unauthenticated
-from service.gen.saferlhf.v1 import job_service_pb2 as api
-from service.gen.saferlhf.v1 import job_service_pb2_grpc as api_grpc
+from saferlhf.service.errors import SpecError, Unauthenticated
+from saferlhf.v1 import job_service_pb2 as api
+from saferlhf.v1 import job_service_pb2_grpc as api_grpc
+
 from tests.unit.service.api.fake_controlplane import FakeControlPlane, running_server
 
 

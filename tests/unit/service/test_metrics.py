@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
+from saferlhf.service.metrics import Metrics, route
+from saferlhf.service.metrics_catalog import CATALOG, exported_series_names
+from saferlhf.service.state.types import JobState
 
-from service.metrics import Metrics, route
-from service.metrics_catalog import CATALOG, exported_series_names
-from service.state.types import JobState
 from tests.unit.service.scheduler.helpers import add_job, make_app
 
 LABELS = {"saferlhf_job": "j-1", "project": "p", "round": "2", "stage": "ppo_lag"}

@@ -10,8 +10,7 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-
-from service.metrics import Metrics, serve_metrics
+from saferlhf.service.metrics import Metrics, serve_metrics
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 

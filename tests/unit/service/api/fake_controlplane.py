@@ -1,4 +1,5 @@
-"""FakeControlPlane: a small in-memory implementation of service.controlplane.ControlPlane for
+"""FakeControlPlane: a small in-memory implementation of saferlhf.service.controlplane.ControlPlane
+for
 testing the API layer without the real App. It plans nothing and runs nothing; it only keeps
 jobs, stages, events and watch updates the way the protocol describes, so the servicer, auth
 and CLI can be exercised through a real gRPC server. Not used outside tests.
@@ -16,12 +17,11 @@ from typing import Any
 
 import yaml
 from prometheus_client import CollectorRegistry
-
-from service.api.server import create_server
-from service.auth import TokenAuth
-from service.controlplane import JobView, Page, WatchUpdate
-from service.errors import Conflict, FieldViolation, NotFound, SpecError, Unauthenticated
-from service.state.types import (
+from saferlhf.service.api.server import create_server
+from saferlhf.service.auth import TokenAuth
+from saferlhf.service.controlplane import JobView, Page, WatchUpdate
+from saferlhf.service.errors import Conflict, FieldViolation, NotFound, SpecError, Unauthenticated
+from saferlhf.service.state.types import (
     Attempt,
     AttemptState,
     Gate,

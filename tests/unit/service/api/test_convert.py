@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from service.api import convert
-from service.controlplane import JobView, WatchUpdate
-from service.state.types import (
+from saferlhf.service.api import convert
+from saferlhf.service.controlplane import JobView, WatchUpdate
+from saferlhf.service.state.types import (
     Attempt,
     AttemptState,
     FailureClass,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-
-from service.api.errors import grpc_code, to_status
-from service.errors import (
+from saferlhf.service.api.errors import grpc_code, to_status
+from saferlhf.service.errors import (
     AlreadyExists,
     Conflict,
     FieldViolation,

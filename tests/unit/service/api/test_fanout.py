@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from service.api import fanout
-from service.api.fanout import WatchHub
-from service.state.types import JobState
+from saferlhf.service.api import fanout
+from saferlhf.service.api.fanout import WatchHub
+from saferlhf.service.state.types import JobState
+
 from tests.unit.service.api.fake_controlplane import FakeControlPlane
 
 SPEC = "kind: SafeRLHFJob\nmetadata: {name: t}\n"

@@ -21,7 +21,7 @@ def test_committed_generated_code_equals_a_fresh_generation(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_proto.py"), "--out",
                     str(tmp_path)], check=True, capture_output=True, timeout=120)
     fresh = tmp_path / "saferlhf" / "v1"
-    committed = ROOT / "service" / "gen" / "saferlhf" / "v1"
+    committed = ROOT / "proto" / "saferlhf" / "v1"
     names = sorted(p.name for p in fresh.iterdir() if p.is_file())
     assert names == sorted(p.name for p in committed.iterdir() if p.is_file()
                            and p.suffix in (".py", ".pyi")), "run `make proto`"

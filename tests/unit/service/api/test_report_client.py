@@ -1,4 +1,4 @@
-"""runners/common/report.py against a real server: events arrive in order, calls never block,
+"""saferlhf.runners.common.report against a real server: events arrive in order, calls never block,
 events wait while the service is away and arrive once it is back."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import socket
 import time
 
 import pytest
+from saferlhf.runners.common import report
+from saferlhf.runners.common.events import EventSink
+from saferlhf.service.state.types import JobState
 
-from runners.common import report
-from runners.common.events import EventSink
-from service.state.types import JobState
 from tests.unit.service.api.fake_controlplane import FakeControlPlane, running_server
 
 SPEC = "apiVersion: saferlhf.dev/v1alpha1\nkind: SafeRLHFJob\nmetadata: {name: t, project: p}\n"
@@ -79,9 +79,8 @@ def test_events_sent_while_the_service_is_away_arrive_when_it_comes_back(tmp_pat
     time.sleep(0.5)  # a few failed tries
     assert reporter.sent == 0
     from prometheus_client import CollectorRegistry
-
-    from service.api.server import create_server
-    from service.auth import TokenAuth
+    from saferlhf.service.api.server import create_server
+    from saferlhf.service.auth import TokenAuth
     server, bound = create_server(f"127.0.0.1:{port}", app, auth=TokenAuth(None),
                                   registry=CollectorRegistry())
     server.start()

@@ -10,12 +10,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
+from saferlhf.service.api.server import check_bind, create_server
+from saferlhf.service.auth import TokenAuth
+from saferlhf.service.errors import SpecError
+from saferlhf.v1 import job_service_pb2 as api
+from saferlhf.v1 import job_service_pb2_grpc as api_grpc
 
-from service.api.server import check_bind, create_server
-from service.auth import TokenAuth
-from service.errors import SpecError
-from service.gen.saferlhf.v1 import job_service_pb2 as api
-from service.gen.saferlhf.v1 import job_service_pb2_grpc as api_grpc
 from tests.unit.service.api.fake_controlplane import FakeControlPlane, running_server
 
 
@@ -67,7 +67,7 @@ def test_tls_serves_a_client_that_trusts_the_certificate(tmp_path):
                     "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
                     "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem")],
                    check=True, capture_output=True)
-    from service.api.server import TlsFiles
+    from saferlhf.service.api.server import TlsFiles
     cert = (tmp_path / "c.pem").read_bytes()
     tls = TlsFiles(cert_pem=cert, key_pem=(tmp_path / "k.pem").read_bytes())
     server, port = create_server("localhost:0", FakeControlPlane(), auth=TokenAuth(None),

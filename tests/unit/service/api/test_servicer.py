@@ -6,14 +6,14 @@ import threading
 
 import grpc
 import pytest
+from saferlhf.service.api.errors import field_violations
+from saferlhf.service.state.types import JobState
+from saferlhf.v1 import job_service_pb2 as api
+from saferlhf.v1 import job_service_pb2_grpc as api_grpc
+from saferlhf.v1 import resources_pb2 as pb
+from saferlhf.v1 import runner_service_pb2 as rpb
+from saferlhf.v1 import runner_service_pb2_grpc as rpb_grpc
 
-from service.api.errors import field_violations
-from service.gen.saferlhf.v1 import job_service_pb2 as api
-from service.gen.saferlhf.v1 import job_service_pb2_grpc as api_grpc
-from service.gen.saferlhf.v1 import resources_pb2 as pb
-from service.gen.saferlhf.v1 import runner_service_pb2 as rpb
-from service.gen.saferlhf.v1 import runner_service_pb2_grpc as rpb_grpc
-from service.state.types import JobState
 from tests.unit.service.api.fake_controlplane import FakeControlPlane, running_server
 
 SPEC = "apiVersion: saferlhf.dev/v1alpha1\nkind: SafeRLHFJob\nmetadata: {name: t, project: p}\n"

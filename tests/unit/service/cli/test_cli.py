@@ -10,10 +10,10 @@ import threading
 
 import pytest
 import yaml
+from saferlhf.service.auth import TokenAuth, create_token
+from saferlhf.service.cli.main import main
+from saferlhf.service.state.types import JobState
 
-from service.auth import TokenAuth, create_token
-from service.cli.main import main
-from service.state.types import JobState
 from tests.unit.service.api.fake_controlplane import FakeControlPlane, running_server
 
 SPEC = ("apiVersion: saferlhf.dev/v1alpha1\nkind: SafeRLHFJob\n"

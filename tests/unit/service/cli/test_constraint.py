@@ -9,15 +9,15 @@ import json
 from dataclasses import replace
 
 import pytest
+from saferlhf.service.api.convert import job_view_to_proto
+from saferlhf.service.cli import render
+from saferlhf.service.cli.main import main
+from saferlhf.service.cli.watch import LiveView
+from saferlhf.service.controlplane import JobView
+from saferlhf.service.state.types import AttemptState, Job, Stage
+from saferlhf.v1 import job_service_pb2 as api
+from saferlhf.v1 import resources_pb2 as pb
 
-from service.api.convert import job_view_to_proto
-from service.cli import render
-from service.cli.main import main
-from service.cli.watch import LiveView
-from service.controlplane import JobView
-from service.gen.saferlhf.v1 import job_service_pb2 as api
-from service.gen.saferlhf.v1 import resources_pb2 as pb
-from service.state.types import AttemptState, Job, Stage
 from tests.unit.service.api.fake_controlplane import FakeControlPlane, running_server
 
 BUDGET = {"max_harmful_rate": 0.02, "scope": "harmful_prompts", "calibration_samples": 512}

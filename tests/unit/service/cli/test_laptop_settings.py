@@ -1,7 +1,7 @@
 """`saferlhf run` runs two stages at once on a two-core machine unless told otherwise."""
 
-from service.cli.serve import laptop_settings
-from service.settings import load_settings
+from saferlhf.service.cli.serve import laptop_settings
+from saferlhf.service.settings import load_settings
 
 
 def test_two_stages_at_once_where_there_are_two_cores_and_one_on_a_single_core():

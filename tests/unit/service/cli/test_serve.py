@@ -6,12 +6,11 @@ import io
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from service.cli.main import main
-from service.cli.serve import in_process
-from service.gen.saferlhf.v1 import job_service_pb2 as api
-from service.gen.saferlhf.v1 import job_service_pb2_grpc as api_grpc
-from service.settings import Settings
+from saferlhf.service.cli.main import main
+from saferlhf.service.cli.serve import in_process
+from saferlhf.service.settings import Settings
+from saferlhf.v1 import job_service_pb2 as api
+from saferlhf.v1 import job_service_pb2_grpc as api_grpc
 
 
 def test_the_in_process_service_answers_health_and_api_calls_then_stops(tmp_path):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import io
 import json
 
-from service.cli.watch import REDRAW_SECONDS, LiveView
-from service.gen.saferlhf.v1 import job_service_pb2 as api
-from service.gen.saferlhf.v1 import resources_pb2 as pb
+from saferlhf.service.cli.watch import REDRAW_SECONDS, LiveView
+from saferlhf.v1 import job_service_pb2 as api
+from saferlhf.v1 import resources_pb2 as pb
 
 
 def _event(cursor: int, stage: str, type_: int, payload: dict, points=()) -> api.WatchJobResponse:

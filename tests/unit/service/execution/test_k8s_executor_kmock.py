@@ -18,11 +18,16 @@ from dataclasses import replace
 import kmock
 import kubernetes
 import pytest
-
-from service.execution.base import LaunchSpec, Resources, RunState
-from service.execution.k8s_job import LABEL_RUN, K8sJobOptions, build_job, build_objects, job_name
-from service.execution.kubernetes import KubernetesExecutor
-from service.state.types import FailureClass
+from saferlhf.service.execution.base import LaunchSpec, RunState
+from saferlhf.service.execution.k8s_job import (
+    LABEL_RUN,
+    K8sJobOptions,
+    build_job,
+    build_objects,
+    job_name,
+)
+from saferlhf.service.execution.kubernetes import KubernetesExecutor
+from saferlhf.service.state.types import FailureClass, Resources
 
 NS = "stages"
 JOBS = kmock.resource("batch", "v1", "jobs")

@@ -13,11 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 from kubernetes.client.exceptions import ApiException
-
-from service.execution.base import RunState
-from service.execution.k8s_job import LABEL_RUN, K8sJobOptions
-from service.execution.kubernetes import KubernetesExecutor, ResourceCache
-from service.state.types import FailureClass
+from saferlhf.service.execution.base import RunState
+from saferlhf.service.execution.k8s_job import LABEL_RUN, K8sJobOptions
+from saferlhf.service.execution.kubernetes import KubernetesExecutor, ResourceCache
+from saferlhf.service.state.types import FailureClass
 
 JOB = "ppo-lag-beaver-r1-a1-8b7c1351"
 

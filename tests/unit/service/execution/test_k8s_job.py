@@ -16,9 +16,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-
-from service.execution.base import LaunchSpec, Resources
-from service.execution.k8s_job import (
+from saferlhf.service.execution.base import LaunchSpec
+from saferlhf.service.execution.k8s_job import (
     GPU_RESOURCE,
     KUEUE_QUEUE_LABEL,
     K8sJobOptions,
@@ -29,6 +28,7 @@ from service.execution.k8s_job import (
     label_value,
     runner_command,
 )
+from saferlhf.service.state.types import Resources
 
 GOLDEN = Path(__file__).resolve().parents[3] / "golden" / "k8s"
 DNS_1123_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -109,7 +109,7 @@ def test_multi_node_attempt_is_an_indexed_job_with_torchrun_rendezvous_at_index_
     assert "--node_rank $(JOB_COMPLETION_INDEX)" in joined
     assert cmd[cmd.index("--master_addr") + 1] == f"{name}-0.{svc['metadata']['name']}"
     assert cmd[-2:] == ["--config", MULTI.config_path]
-    assert cmd[cmd.index("-m") + 1] == "runners.ppo_lag"
+    assert cmd[cmd.index("-m") + 1] == "saferlhf.runners.ppo_lag"
     # the headless service selects exactly the pods of this attempt
     sel = svc["spec"]["selector"]
     assert all(spec["template"]["metadata"]["labels"][k] == v for k, v in sel.items())
@@ -122,7 +122,7 @@ def test_multi_node_attempt_is_an_indexed_job_with_torchrun_rendezvous_at_index_
 
 
 def test_single_process_attempt_runs_plain_python_and_multi_process_runs_torchrun():
-    assert runner_command(_spec(), OPTS)[:3] == ["python", "-m", "runners.sft"]
+    assert runner_command(_spec(), OPTS)[:3] == ["python", "-m", "saferlhf.runners.sft"]
     multi = _spec(resources=Resources(nproc_per_node=4))
     cmd = runner_command(multi, OPTS)
     assert cmd[:2] == ["torchrun", "--standalone"] and "4" in cmd

@@ -6,9 +6,9 @@ not captured from a real cluster.
 
 from __future__ import annotations
 
-from service.execution.base import RunState
-from service.execution.k8s_status import job_status
-from service.state.types import FailureClass
+from saferlhf.service.execution.base import RunState
+from saferlhf.service.execution.k8s_status import job_status
+from saferlhf.service.state.types import FailureClass
 
 T0 = "2026-11-27T10:00:00Z"
 T0_UNIX = 1795773600.0

@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from service.execution.base import LaunchSpec, Resources, RunState
-from service.execution.local import LocalExecutor, runner_command
-from service.state.types import FailureClass
+from saferlhf.service.execution.base import LaunchSpec, RunState
+from saferlhf.service.execution.local import LocalExecutor, runner_command
+from saferlhf.service.state.types import FailureClass, Resources
 
 
 def child(script: str):
@@ -50,12 +49,13 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
 
 def test_runner_command_is_python_dash_m_or_torchrun(tmp_path: Path) -> None:
     s = spec(tmp_path)
-    assert runner_command(s, "py") == ["py", "-m", "runners.sft", "--config", s.config_path]
+    assert runner_command(s, "py") == ["py", "-m", "saferlhf.runners.sft",
+                                       "--config", s.config_path]
     multi = LaunchSpec(**{**s.__dict__, "resources": Resources(nproc_per_node=2)})
     cmd = runner_command(multi, "py")
     assert cmd[:3] == ["py", "-m", "torch.distributed.run"]
     assert "--nproc_per_node=2" in cmd
-    assert cmd[-4:] == ["-m", "runners.sft", "--config", s.config_path]
+    assert cmd[-4:] == ["-m", "saferlhf.runners.sft", "--config", s.config_path]
 
 
 def test_a_successful_child_gets_the_runner_environment_and_logs(tmp_path: Path) -> None:

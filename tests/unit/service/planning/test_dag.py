@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from service.planning.dag import PlanError, ready_stages, topological_order
+from saferlhf.service.planning.dag import PlanError, ready_stages, topological_order
 
 
 def test_topological_order_puts_every_stage_after_its_dependencies() -> None:

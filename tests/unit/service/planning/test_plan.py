@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from saferlhf.runners.common.config import parse_stage_config
+from saferlhf.service.planning.plan import Plan, derive_seed, plan_job
+from saferlhf.service.spec.load import load_spec
+from saferlhf.service.state.types import Resources
 
-from runners.common.config import parse_stage_config
-from service.execution.base import Resources
-from service.planning.plan import Plan, derive_seed, plan_job
-from service.spec.load import load_spec
 from tests.unit.service.spec.specs import spec_dict, to_yaml
 
 ART = "/srv/artifacts"

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from runners.common.config import BackendSpec, DistributedSpec, parse_stage_config
-from service.planning.dag import PlanError
-from service.planning.render import render_config
+from saferlhf.runners.common.config import BackendSpec, DistributedSpec, parse_stage_config
+from saferlhf.service.planning.dag import PlanError
+from saferlhf.service.planning.render import render_config
 
 COMMON = dict(output_dir="/a/r1/reward", seed=3, backend=BackendSpec(),
               distributed=DistributedSpec(), job="j", round=1)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from saferlhf.service.app import App, build_app
+from saferlhf.service.settings import Settings
+from saferlhf.service.state.types import Gate, Job, Stage
 
-from service.app import App, build_app
-from service.settings import Settings
-from service.state.types import Gate, Job, Stage
 from tests.fakes import FakeClock, FakeExecutor
 
 PIPELINE = (

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.state.types import AttemptState, FailureClass, Gate, GateState, JobState
+from saferlhf.service.state.types import AttemptState, FailureClass, Gate, GateState, JobState
+
 from tests.unit.service.scheduler.helpers import add_job, make_app, succeed
 
 

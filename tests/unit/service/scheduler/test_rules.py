@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from service.scheduler.gates import compare, evaluate
-from service.scheduler.retry import backoff_seconds, decide
-from service.scheduler.stall import is_hung, silent_seconds
-from service.state.types import Attempt, AttemptState, FailureClass, Gate, GateState, Stage
+from saferlhf.service.scheduler.gates import compare, evaluate
+from saferlhf.service.scheduler.retry import backoff_seconds, decide
+from saferlhf.service.scheduler.stall import is_hung, silent_seconds
+from saferlhf.service.state.types import Attempt, AttemptState, FailureClass, Gate, GateState, Stage
 
 
 def test_backoff_doubles_from_the_base_up_to_the_cap() -> None:

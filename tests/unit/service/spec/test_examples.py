@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from saferlhf.runners.common.config import parse_stage_config
+from saferlhf.service.errors import SpecError
+from saferlhf.service.planning.plan import plan_job
+from saferlhf.service.spec.load import load_spec_file
 
-from runners.common.config import parse_stage_config
-from service.errors import SpecError
-from service.planning.plan import plan_job
-from service.spec.load import load_spec_file
 from tests.tools import ROOT, require_shared_data
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

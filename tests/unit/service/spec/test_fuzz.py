@@ -8,10 +8,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from saferlhf.service.errors import SpecError
+from saferlhf.service.planning.plan import plan_job
+from saferlhf.service.spec.load import load_spec
 
-from service.errors import SpecError
-from service.planning.plan import plan_job
-from service.spec.load import load_spec
 from tests.unit.service.spec.specs import spec_dict, to_yaml
 
 SCALARS = st.one_of(

@@ -10,10 +10,10 @@ import textwrap
 
 import pytest
 import yaml
+from saferlhf.service.errors import SpecError
+from saferlhf.service.spec.load import load_spec
+from saferlhf.service.spec.models import JobSpec, UsedStage
 
-from service.errors import SpecError
-from service.spec.load import load_spec
-from service.spec.models import JobSpec, UsedStage
 from tests.tools import ROOT, require_shared_data
 from tests.unit.service.spec.specs import spec_dict, to_yaml
 
@@ -266,9 +266,9 @@ def test_a_dumped_spec_loads_back_to_the_same_spec() -> None:
 
 
 def test_loading_a_spec_never_imports_torch() -> None:
-    code = ("import sys; from service.spec.load import load_spec; "
-            "from service.planning.plan import plan_job; "
-            "from service.spec.schema import json_schema; json_schema(); "
+    code = ("import sys; from saferlhf.service.spec.load import load_spec; "
+            "from saferlhf.service.planning.plan import plan_job; "
+            "from saferlhf.service.spec.schema import json_schema; json_schema(); "
             "job = load_spec(open('examples/quickstart.yaml').read(), source_dir='examples'); "
             "plan_job(job, job_id='j', artifacts_root='/tmp/a'); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
@@ -302,10 +302,11 @@ def test_bad_rows_in_a_data_file_are_reported_with_file_row_and_field(tmp_path) 
 
 
 def test_the_doc_holds_the_current_generated_field_reference() -> None:
-    from service.spec.docgen import reference
+    from saferlhf.service.spec.docgen import reference
 
     doc = (ROOT / "docs" / "job_spec.md").read_text()
-    assert reference() in doc, "regenerate: python -m service.spec.docgen (see docs/job_spec.md)"
+    assert reference() in doc, (
+        "regenerate: python -m saferlhf.service.spec.docgen (see docs/job_spec.md)")
 
 
 def test_a_synthetic_split_that_gives_the_wrong_records_is_reported() -> None:
@@ -325,7 +326,7 @@ def test_eval_and_collect_cannot_be_skipped_with_use() -> None:
 
 
 def test_an_unreadable_spec_file_is_a_spec_error(tmp_path) -> None:
-    from service.spec.load import load_spec_file
+    from saferlhf.service.spec.load import load_spec_file
 
     with pytest.raises(SpecError, match="cannot read"):
         load_spec_file(tmp_path / "absent.yaml")

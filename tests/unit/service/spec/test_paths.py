@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from saferlhf.service.errors import SpecError
+from saferlhf.service.spec.load import load_spec
 
-from service.errors import SpecError
-from service.spec.load import load_spec
 from tests.tools import require_shared_data
 from tests.unit.service.spec.specs import spec_dict, to_yaml
 

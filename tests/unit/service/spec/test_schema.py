@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from saferlhf.service.spec.schema import json_schema
 
-from service.spec.schema import json_schema
 from tests.tools import ROOT
 from tests.unit.service.spec.specs import spec_dict
 

@@ -7,8 +7,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from service.spec.yamlmap import parse_yaml, spec_project
+from saferlhf.service.spec.yamlmap import parse_yaml, spec_project
 
 ROOT = Path(__file__).resolve().parents[4]
 SHIPPED = sorted([*ROOT.glob("examples/*.yaml"), ROOT / "charts/saferlhf/values.yaml"])

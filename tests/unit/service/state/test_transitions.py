@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import pytest
-
-from service.errors import Conflict
-from service.state.transitions import (
+from saferlhf.service.errors import Conflict
+from saferlhf.service.state.transitions import (
     JOB_TRANSITIONS,
     can_move_gate,
     can_move_job,
     can_move_stage,
     check_job,
 )
-from service.state.types import AttemptState, GateState, JobState
+from saferlhf.service.state.types import AttemptState, GateState, JobState
 
 
 def test_the_job_lifecycle_of_the_design_is_allowed() -> None:

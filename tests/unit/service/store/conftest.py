@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from saferlhf.service.store import Store, open_store
 
-from service.store import Store, open_store
 from tests.unit.service.store.pg_server import PgServer
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-
-from service.errors import Conflict, NotFound, SpecError
-from service.state.types import (
+from saferlhf.service.errors import Conflict, NotFound, SpecError
+from saferlhf.service.state.types import (
     Attempt,
     AttemptState,
     FailureClass,
@@ -17,7 +16,7 @@ from service.state.types import (
     JobState,
     Stage,
 )
-from service.store import Store, open_store, parse_filter
+from saferlhf.service.store import Store, open_store, parse_filter
 
 
 def make_job(i: int = 0, *, project: str = "p", request_id: str = "", labels=None,
@@ -217,7 +216,7 @@ def test_jobs_are_counted_by_project_and_state(store: Store) -> None:
 
 
 def test_an_older_database_is_migrated_forward_at_open(store_url: str, monkeypatch) -> None:
-    import service.store.schema as schema
+    import saferlhf.service.store.schema as schema
 
     latest = schema.MIGRATIONS
     monkeypatch.setattr(schema, "MIGRATIONS", latest[:1])  # a database from the first release
@@ -241,7 +240,7 @@ def test_a_bad_database_url_names_the_setting() -> None:
 
 
 def test_an_unreachable_postgres_is_unavailable_without_leaking_the_password() -> None:
-    from service.errors import Unavailable
+    from saferlhf.service.errors import Unavailable
 
     with pytest.raises(Unavailable) as err:
         open_store("postgresql://user:s3cret@127.0.0.1:1/db?connect_timeout=2")

@@ -1,1 +1,0 @@
-"""One module per source format; runners/common/data.py dispatches to them."""

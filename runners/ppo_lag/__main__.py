@@ -1,7 +1,0 @@
-"""`python -m runners.ppo_lag --config stage.json` (DESIGN §5): PPO-Lag, PPO or reward shaping."""
-
-import sys
-
-from runners.ppo_lag.train import main
-
-sys.exit(main())

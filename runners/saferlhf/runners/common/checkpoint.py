@@ -1,0 +1,198 @@
+"""Resumable checkpoints under `output_dir/checkpoints/` (DESIGN §5), written atomically.
+
+A checkpoint is a folder `step-<N>` with
+- `state.pt`     — everything shared by all ranks (model / optimizer / scheduler state dicts of the
+                   plain backend, data position, epoch, λ …), written by rank 0;
+- `rng-rank<r>.pt` — each rank's python / numpy / torch (and CUDA) RNG states;
+- `<name>/`      — one DeepSpeed `save_checkpoint` folder per engine (all ranks write their shards);
+- `manifest.json` — world size, state keys and engine names, checked on resume.
+Everything is first written to `.tmp-step-<N>` and renamed; `latest` names the newest complete
+checkpoint. A resume that cannot restore every part raises `ResumeError` — it never silently
+restarts from scratch. `StopSignal` turns SIGTERM into "checkpoint at the next step, then exit".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from saferlhf.runners.common.dist import all_reduce_sum, barrier, get_rank, get_world_size, is_rank0
+from saferlhf.runners.common.errors import EXIT_INVALID, RunnerError
+
+log = logging.getLogger(__name__)
+
+FAULT_ENV = "SAFERLHF_FAULT_AFTER_STEPS"  # test hook: SIGTERM ourselves after this step
+
+
+class ResumeError(RunnerError):
+    """A checkpoint exists but cannot be fully restored (permanent: a retry would fail again)."""
+
+    exit_code = EXIT_INVALID
+
+
+def checkpoint_root(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    root = checkpoint_root(output_dir)
+    marker = root / "latest"
+    if not marker.exists():
+        return None
+    path = root / marker.read_text().strip()
+    if not path.is_dir():
+        raise ResumeError(f"{marker} names {path.name}, which does not exist; delete {root} to "
+                          "start over or restore the folder")
+    return path
+
+
+def save_checkpoint(
+    output_dir: str | Path,
+    step: int,
+    state: Mapping[str, Any],
+    *,
+    engines: Mapping[str, Any] | None = None,
+    keep: int = 2,
+) -> Path:
+    """Write checkpoint `step` (collective: every rank must call it). Returns its final path."""
+    root = checkpoint_root(output_dir)
+    name = f"step-{step}"
+    tmp, final = root / f".tmp-{name}", root / name
+    engines = dict(engines or {})
+    if is_rank0():
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier()
+    for engine_name, engine in engines.items():
+        engine.save_checkpoint(str(tmp / engine_name), tag="ds")
+    torch.save(rng_state(), tmp / f"rng-rank{get_rank()}.pt")
+    if is_rank0():
+        torch.save(dict(state), tmp / "state.pt")
+        manifest = {"step": step, "world_size": get_world_size(), "state_keys": sorted(state),
+                    "engines": sorted(engines)}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    barrier()
+    if is_rank0():
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        marker_tmp = root / "latest.tmp"
+        marker_tmp.write_text(name)
+        os.replace(marker_tmp, root / "latest")
+        _prune(root, keep)
+    barrier()
+    return final
+
+
+def _prune(root: Path, keep: int) -> None:
+    done = sorted(
+        (p for p in root.glob("step-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1])
+    )
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(
+    path: Path,
+    *,
+    expected_keys: Iterable[str],
+    engines: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Restore RNG states and DeepSpeed engines; return the shared state for the caller to apply.
+
+    Raises ResumeError when anything expected is missing or the world size changed.
+    """
+    engines = dict(engines or {})
+    manifest_path = path / "manifest.json"
+    if not manifest_path.exists():
+        raise ResumeError(f"{path} has no manifest.json: an incomplete checkpoint")
+    manifest = json.loads(manifest_path.read_text())
+    problems = []
+    if manifest["world_size"] != get_world_size():
+        problems.append(
+            f"it was written by {manifest['world_size']} processes, this run has "
+            f"{get_world_size()} (per-rank RNG and data positions cannot be restored)"
+        )
+    missing = sorted(set(expected_keys) - set(manifest["state_keys"]))
+    if missing:
+        problems.append(f"state lacks {missing}")
+    if sorted(engines) != manifest["engines"]:
+        problems.append(f"engines {manifest['engines']} saved, {sorted(engines)} to restore")
+    rng_file = path / f"rng-rank{get_rank()}.pt"
+    if not rng_file.exists():
+        problems.append(f"no {rng_file.name}")
+    if problems:
+        raise ResumeError(f"cannot resume from {path}: " + "; ".join(problems)
+                          + ". Delete the checkpoints folder to start over.")
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    for engine_name, engine in engines.items():
+        loaded, _ = engine.load_checkpoint(
+            str(path / engine_name), tag="ds", load_optimizer_states=True,
+            load_lr_scheduler_states=True,
+        )
+        if loaded is None:
+            raise ResumeError(f"cannot resume from {path}: DeepSpeed could not load {engine_name}")
+    set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
+    log.info("resumed from %s (step %s)", path, manifest["step"])
+    return state
+
+
+class StopSignal:
+    """SIGTERM → `requested` becomes true; the loop checkpoints at the next step and exits.
+
+    `should_stop()` agrees across ranks (any rank signalled → all stop), so no rank is left
+    waiting in a collective. `after_step(step)` applies the SAFERLHF_FAULT_AFTER_STEPS test hook.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._fault_step = int(os.environ[FAULT_ENV]) if os.environ.get(FAULT_ENV) else None
+        try:
+            signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread (tests calling the loop in a thread)
+            log.debug("SIGTERM handler not installed outside the main thread")
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        log.warning("SIGTERM received: checkpointing at the next step, then exiting")
+        self.requested = True
+
+    def after_step(self, step: int) -> None:
+        if self._fault_step is not None and step == self._fault_step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def should_stop(self) -> bool:
+        flag = torch.tensor([1.0 if self.requested else 0.0])
+        return bool(all_reduce_sum(flag).item() > 0)

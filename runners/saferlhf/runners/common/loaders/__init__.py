@@ -1,0 +1,1 @@
+"""One module per source format; saferlhf.runners.common.data dispatches to them."""

@@ -1,5 +1,0 @@
-"""`python -m service`: the `saferlhf` command line."""
-
-from service.cli.main import main
-
-raise SystemExit(main())

@@ -1,1 +1,0 @@
-"""The `saferlhf` command line (docs/cli.md). The CLI prints; nothing below service/cli does."""

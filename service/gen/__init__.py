@@ -1,1 +1,0 @@
-"""Generated gRPC code (scripts/gen_proto.py); never edited by hand."""

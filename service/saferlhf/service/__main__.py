@@ -1,0 +1,5 @@
+"""`python -m saferlhf.service`: the `saferlhf` command line."""
+
+from saferlhf.service.cli.main import main
+
+raise SystemExit(main())

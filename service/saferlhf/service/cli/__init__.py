@@ -1,0 +1,2 @@
+"""The `saferlhf` command line (docs/cli.md). The CLI prints; nothing below saferlhf.service.cli
+does."""
