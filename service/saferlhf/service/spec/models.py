@@ -90,6 +90,12 @@ class ResourcesSpec(Frozen):
     shm_size: Quantity = Field(
         default="1Gi", pattern=MEMORY_QUANTITY, description="/dev/shm size (memory volume)."
     )
+    gpu_memory: Quantity | None = Field(
+        default=None, pattern=MEMORY_QUANTITY,
+        description='Memory of one GPU, e.g. "80Gi" (A100/H100 80GB) or "24Gi". With GPUs and '
+        "this set, submit rejects a stage whose estimated memory per GPU exceeds it "
+        "(`saferlhf plan` shows the estimates); unset: estimated, not checked.",
+    )
 
 
 class RetrySpec(Frozen):

@@ -1,0 +1,264 @@
+"""Does each stage fit its GPUs? The memory plan (`saferlhf plan`) and the submit-time check.
+
+A stage is checked when it has GPUs (`gpus_per_node > 0`) and `resources.gpu_memory` says how much
+one has; its peak per GPU (estimate.py) must fit under that minus a runtime reserve. A stage that
+does not fit is a spec error naming the stage, the estimate against the budget, its largest terms,
+and the changes that would make it fit, each re-estimated (ZeRO-3, offload, gradient
+checkpointing, LoRA, a smaller micro-batch, more GPUs).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from saferlhf.service.errors import FieldViolation
+from saferlhf.service.planning.estimate import StageEstimate, estimate
+from saferlhf.service.planning.memory import Layout
+from saferlhf.service.planning.model_config import Unknown
+from saferlhf.service.planning.shapes import LoraInput, LoraTargetError
+from saferlhf.service.planning.workload import Inventory, Workload
+from saferlhf.service.spec.models import JobSpec
+from saferlhf.service.spec.yamlmap import Loc, line_of
+
+log = logging.getLogger(__name__)
+STAGES = ("sft", "reward", "cost", "ppo_lag", "eval", "collect")
+# Kept free on every GPU for what the estimate does not model: the CUDA context and kernels,
+# cuBLAS/cuDNN workspaces, NCCL buffers, allocator fragmentation. An allowance, not a measurement.
+RUNTIME_RESERVE_BYTES = 1 << 30
+TIGHT = 0.9  # above this share of the usable memory a stage is "tight" (fits, little headroom)
+GiB = float(1 << 30)
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def quantity_bytes(text: str) -> int:
+    """A Kubernetes memory quantity ("80Gi", "24G", "81559Mi") in bytes."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", text.strip())
+    if match is None or match.group(2) not in _UNITS:
+        raise ValueError(f"not a memory quantity: {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def size(nbytes: float) -> str:
+    """Bytes for people: GiB, MiB or KiB, one decimal."""
+    for unit, scale in (("GiB", GiB), ("MiB", float(1 << 20))):
+        if abs(nbytes) >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes / 1024:,.1f} KiB"
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """One stage of the memory plan."""
+
+    stage: str  # spec stage key
+    field: str  # spec path the verdict is about
+    status: str  # fits | tight | does not fit | not checked | cpu | unknown
+    devices: str  # e.g. "2 × 8 GPUs (16 processes)" or "cpu"
+    layout: str  # e.g. "DeepSpeed ZeRO-3 bf16" or "plain fp32"
+    estimate: StageEstimate | None = None
+    peak_bytes: int | None = None  # per GPU
+    peak_phase: str = ""
+    gpu_bytes: int | None = None
+    usable_bytes: int | None = None
+    reason: str = ""  # why unknown / not checked
+    advice: tuple[str, ...] = ()
+    workload: Workload | None = None
+
+
+def layout_text(layout: Layout) -> str:
+    if not layout.deepspeed:
+        return "plain fp32"
+    offload = [k for k, on in (("parameters", layout.offload_params),
+                               ("optimizer", layout.offload_optimizer)) if on]
+    text = f"DeepSpeed ZeRO-{layout.zero_stage} {layout.precision}"
+    return text + (f", offload {' + '.join(offload)}" if offload else "")
+
+
+def _devices(w: Workload) -> str:
+    r = w.resources
+    if r.gpus_per_node == 0:
+        return "cpu"
+    nodes = f"{r.nodes} × " if r.nodes > 1 else ""
+    procs = r.nodes * r.nproc_per_node
+    return f"{nodes}{r.gpus_per_node} GPU{'s' if r.gpus_per_node > 1 else ''}" + (
+        f" ({procs} processes)" if procs > 1 else "")
+
+
+def memory_plan(job: JobSpec) -> list[StageRow]:
+    """Every stage that runs, with its estimate and verdict (the spec is already valid)."""
+    inventory = Inventory(job)
+    return [row for name in STAGES if (row := _row(inventory, name)) is not None]
+
+
+def _row(inventory: Inventory, name: str) -> StageRow | None:
+    field = f"spec.stages.{name}"
+    work = inventory.workload(name)
+    if work is None:
+        return None
+    if isinstance(work, Unknown):
+        return StageRow(name, field, "unknown", "", "", reason=work.reason)
+    devices, layout = _devices(work), layout_text(work.layout)
+    try:
+        est = estimate(work)
+    except LoraTargetError as exc:
+        return StageRow(name, field, "unknown", devices, layout, reason=str(exc),
+                        workload=work)
+    gpu = work.resources.gpu_memory
+    gpu_bytes = quantity_bytes(gpu) if gpu else None
+    phase, peak = est.peak_phase(gpu_bytes)
+    row = StageRow(name, field, "not checked", devices, layout, estimate=est, peak_bytes=peak,
+                   peak_phase=phase.name if phase else "resident", gpu_bytes=gpu_bytes,
+                   workload=work)
+    if work.resources.gpus_per_node == 0:
+        return replace(row, status="cpu", reason="runs on CPU: not checked")
+    if gpu_bytes is None or peak is None:
+        return replace(row, reason="set resources.gpu_memory (e.g. 80Gi) to check it")
+    usable = gpu_bytes - RUNTIME_RESERVE_BYTES
+    status = "fits" if peak <= TIGHT * usable else "tight" if peak <= usable else "does not fit"
+    advice = _advice(work, usable, gpu_bytes) if status == "does not fit" else ()
+    return replace(row, status=status, usable_bytes=usable, advice=advice)
+
+
+# --- what would make it fit -------------------------------------------------------------------
+
+
+def _peak(work: Workload, gpu_bytes: int) -> int | None:
+    try:
+        return estimate(work).peak_phase(gpu_bytes)[1]
+    except LoraTargetError:
+        return None
+
+
+def _advice(work: Workload, usable: int, gpu_bytes: int) -> tuple[str, ...]:
+    """Changes that shrink the peak, each re-estimated, with their verdicts."""
+    if work.sequential:
+        return _sampler_advice(work, usable, gpu_bytes)
+    lay = work.layout
+    bits = lay.precision if lay.deepspeed else "bf16"
+    zero3 = Layout(True, 3, lay.world_size, bits)
+    options: list[tuple[str, Workload]] = []
+    if lay.world_size > 1 and not (lay.deepspeed and lay.zero_stage == 3):
+        options.append((f"deepspeed: {{zero_stage: 3, precision: {bits}}}",
+                        replace(work, layout=zero3)))
+    if not (lay.offload_params and lay.offload_optimizer):
+        offload = replace(zero3, offload_params=True, offload_optimizer=True)
+        options.append((f"deepspeed: {{zero_stage: 3, precision: {bits}, offload: all}}",
+                        replace(work, layout=offload)))
+    if work.train_sequences and not work.checkpointing:
+        options.append(("backend.gradient_checkpointing: true",
+                        replace(work, checkpointing=True)))
+    if any(n.trained and n.lora is None for n in work.networks):
+        options.append(("LoRA (r 16 on every linear module)", _with_lora(work)))
+    small = _micro_batch_one(work)
+    if small is not work:
+        options.append(("batch_size: 1", small))
+    out = [_verdict(text, changed, usable, gpu_bytes) for text, changed in options]
+    out.append(_more_gpus(work, usable, gpu_bytes, zero3, "ZeRO-3"))
+    lean = replace(_micro_batch_one(work), checkpointing=True)
+    out.append(_more_gpus(lean, usable, gpu_bytes, zero3,
+                          "ZeRO-3 + gradient checkpointing + batch_size 1"))
+    return tuple(text for text in out if text)
+
+
+def _verdict(text: str, work: Workload, usable: int, gpu_bytes: int) -> str:
+    peak = _peak(work, gpu_bytes)
+    if peak is None:
+        return ""
+    return f"{text} → {size(peak)} ({'fits' if peak <= usable else 'still too much'})"
+
+
+def _micro_batch_one(work: Workload) -> Workload:
+    if work.train_sequences <= (2 if work.stage in ("reward", "cost") else 1):
+        return work
+    gen = work.generation
+    return replace(work, train_sequences=2 if work.stage in ("reward", "cost") else 1,
+                   ptx_sequences=min(work.ptx_sequences, 1),
+                   generation=replace(gen, sequences=1) if gen is not None else None)
+
+
+def _sampler_advice(work: Workload, usable: int, gpu_bytes: int) -> tuple[str, ...]:
+    """Evaluate / collect load each model whole, in fp32: only the batch can shrink."""
+    gen = work.generation
+    assert gen is not None
+    out = []
+    if gen.sequences > 1:
+        out.append(_verdict("batch_size: 1", replace(work, generation=replace(gen, sequences=1)),
+                            usable, gpu_bytes))
+    est = estimate(work)
+    weights = max((p.device_bytes for ph in est.phases for p in ph.parts
+                   if p.name.endswith("weights")), default=0)
+    out.append(f"the {work.stage} runner loads each model whole in fp32 ({size(weights)} for "
+               "the largest), so it needs a GPU with more memory than that")
+    return tuple(text for text in out if text)
+
+
+def _with_lora(work: Workload) -> Workload:
+    lora = LoraInput(r=16, target_modules="all-linear")
+    nets = tuple(replace(n, lora=lora) if n.trained and n.lora is None else n
+                 for n in work.networks)
+    if any(n.label == "actor" for n in nets):  # the reference becomes the adapter-less base
+        nets = tuple(n for n in nets if n.label != "reference")
+    return replace(work, networks=nets)
+
+
+def _more_gpus(work: Workload, usable: int, gpu_bytes: int, zero3: Layout, how: str) -> str:
+    """The fewest nodes (of this stage's GPUs per node) at which `how` fits."""
+    r = work.resources
+    per_node = max(r.gpus_per_node, 1)
+    for nodes in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
+        if nodes * per_node <= work.layout.world_size:
+            continue
+        layout = replace(zero3, world_size=nodes * per_node)
+        resources = replace(r, nodes=nodes, nproc_per_node=per_node)
+        peak = _peak(replace(work, layout=layout, resources=resources), gpu_bytes)
+        if peak is not None and peak <= usable:
+            gpus = f"{per_node} GPU{'s' if per_node > 1 else ''}"
+            return f"{how} on {nodes} node{'s' if nodes > 1 else ''} × {gpus} → {size(peak)} (fits)"
+    return ""
+
+
+# --- the submit-time check --------------------------------------------------------------------
+
+
+def memory_violations(job: JobSpec, lines: Mapping[Loc, int]) -> list[FieldViolation]:
+    """Spec errors for stages that cannot fit (and LoRA targets that match nothing)."""
+    try:
+        rows = memory_plan(job)
+    except Exception:  # a planner bug must not turn a submit into INTERNAL
+        log.exception("the memory planner failed; the spec is not checked for memory")
+        return []
+    out = []
+    for row in rows:
+        loc: Loc = ("spec", "stages", row.stage)
+        if row.status == "does not fit":
+            out.append(FieldViolation(row.field, _message(row), line_of(dict(lines), loc)))
+        elif row.status == "unknown" and "target_modules" in row.reason:
+            out.append(FieldViolation(f"{row.field}.lora.target_modules", row.reason,
+                                      line_of(dict(lines), (*loc, "lora", "target_modules"))))
+    return out
+
+
+def _message(row: StageRow) -> str:
+    est = row.estimate
+    assert est is not None and row.peak_bytes is not None and row.gpu_bytes is not None
+    parts = sorted([*est.resident, *_phase_parts(row)], key=lambda p: -p.device_bytes)[:3]
+    largest = ", ".join(f"{p.name} {size(p.device_bytes)}" for p in parts)
+    fixes = "; ".join(row.advice) if row.advice else "no single change is enough: combine them"
+    return (f"does not fit: the {row.stage} stage needs about {size(row.peak_bytes)} per GPU at "
+            f"its peak ({row.peak_phase}; {row.layout}, {row.devices}), but a GPU has "
+            f"{size(row.gpu_bytes)} (resources.gpu_memory) of which {size(row.usable_bytes or 0)} "
+            f"are usable after a {size(RUNTIME_RESERVE_BYTES)} runtime reserve. Largest terms: "
+            f"{largest}. To fit, try: {fixes} (`saferlhf plan` shows every term)")
+
+
+def _phase_parts(row: StageRow) -> list:
+    est = row.estimate
+    assert est is not None
+    for phase in est.phases:
+        if phase.name == row.peak_phase:
+            return list(phase.parts)
+    return []
