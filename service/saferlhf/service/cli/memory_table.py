@@ -96,7 +96,7 @@ def _term(part: Part) -> str:
 
 
 def _total(parts: list[Part]) -> str:
-    return size(sum(p.device_bytes for p in parts)) + " on the GPU"
+    return size(sum(p.device_bytes for p in parts))
 
 
 def plan_data(name: str, rows: list[StageRow]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ checkpointing, LoRA, a smaller micro-batch, more GPUs).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -20,7 +19,7 @@ from saferlhf.service.planning.memory import Layout
 from saferlhf.service.planning.model_config import Unknown
 from saferlhf.service.planning.shapes import LoraInput, LoraTargetError
 from saferlhf.service.planning.workload import Inventory, Workload
-from saferlhf.service.spec.models import JobSpec
+from saferlhf.service.spec.models import JobSpec, quantity_bytes
 from saferlhf.service.spec.yamlmap import Loc, line_of
 
 log = logging.getLogger(__name__)
@@ -30,18 +29,6 @@ STAGES = ("sft", "reward", "cost", "ppo_lag", "eval", "collect")
 RUNTIME_RESERVE_BYTES = 1 << 30
 TIGHT = 0.9  # above this share of the usable memory a stage is "tight" (fits, little headroom)
 GiB = float(1 << 30)
-_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-
-
-def quantity_bytes(text: str) -> int:
-    """A Kubernetes memory quantity ("80Gi", "24G", "81559Mi") in bytes."""
-    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", text.strip())
-    if match is None or match.group(2) not in _UNITS:
-        raise ValueError(f"not a memory quantity: {text!r}")
-    return int(float(match.group(1)) * _UNITS[match.group(2)])
-
-
 def size(nbytes: float) -> str:
     """Bytes for people: GiB, MiB or KiB, one decimal."""
     for unit, scale in (("GiB", GiB), ("MiB", float(1 << 20))):

@@ -70,9 +70,11 @@ def trained_model_states(label: str, total: int, trained: int, largest: int,
 
     weights  w·Φ / N₃        gradients  w·Ψ / N₂          (N_k = N under ZeRO ≥ k, else 1)
     master   4Ψ / N₁         Adam m, v  8Ψ / N₁           fp32 grad copy  4Ψ / N₁
-    (master and the grad copy exist with 16-bit weights or under any ZeRO stage; plain fp32 Adam
-    updates the weights in place). ZeRO-3 also gathers the largest module's weights and
-    gradients (2w·largest, DeepSpeed's `largest_layer_memory`); ZeRO-2/3 keep a gradient bucket.
+    The master copy exists with 16-bit weights and under ZeRO-1/2 (which clone even fp32
+    partitions); the fp32 gradient copy with 16-bit weights or any ZeRO stage (a flattened
+    partition); plain fp32 Adam updates the weights in place. ZeRO-3 also gathers the largest
+    module's weights and gradients (2w·largest, DeepSpeed's `largest_layer_memory`); ZeRO-2/3
+    keep a gradient bucket (`REDUCE_BUCKET_ELEMENTS`).
     """
     w = layout.weight_bytes
     n1, n2, n3 = layout.shards(1), layout.shards(2), layout.shards(3)
@@ -81,7 +83,7 @@ def trained_model_states(label: str, total: int, trained: int, largest: int,
     off_o = layout.offload_optimizer and layout.deepspeed and layout.zero_stage >= 1
     parts = [_where(f"{label}: weights", w * total // n3, off_p),
              _where(f"{label}: gradients", w * trained // n2, off_o and layout.zero_stage >= 2)]
-    if w == 2 or (layout.deepspeed and layout.zero_stage >= 1):
+    if w == 2 or (layout.deepspeed and layout.zero_stage in (1, 2)):
         parts.append(_where(f"{label}: fp32 master weights", MASTER_BYTES * trained // n1, off_o))
     parts.append(_where(f"{label}: Adam states", ADAM_BYTES * trained // n1, off_o))
     if layout.deepspeed and (w == 2 or layout.zero_stage >= 1):
@@ -127,12 +129,13 @@ def layer_activation_bytes(s: ModelShape, e: int, tokens: int, *, attention: str
 
     Per token: two norms (their saved tensors and outputs 2e·h), Q, K, V (K and V at q width: with
     a padding mask HF repeats the kv heads before SDPA), the attention output and the output
-    projection's input (2e·q), and the MLP: gated 4e·I (gate, act(gate), up, their product),
-    GPT-2 5e·I (c_fc output, the four tensors of the tanh GELU, c_proj's input). Eager attention
-    adds the softmax probabilities (e·a·s per token).
+    projection's input (2e·q), and the MLP: gated 4e·I (gate, act(gate), up, their product);
+    plain 2e·I (c_fc's output, c_proj's input), 5e·I with GPT-2's python tanh GELU ("gelu_new",
+    which saves three more tensors). Eager attention adds the softmax probabilities (e·a·s per
+    token).
     """
     per_token = 2 * _norm_saved(s, e) + 2 * e * s.hidden + 5 * e * s.q_width
-    per_token += (5 if s.model_type == "gpt2" else 4) * e * s.intermediate
+    per_token += (4 if s.gated else 5 if s.python_gelu else 2) * e * s.intermediate
     if s.qk_norm:
         per_token += (4 + e) * 2 * s.q_width
     if attention == "eager":

@@ -24,6 +24,7 @@ class Unknown:
     reason: str
 
 
+PYTHON_GELUS = ("gelu_new", "gelu_fast")  # transformers/activations.py: written as python ops
 _CACHE: dict[str, tuple[tuple[int, int], ModelShape | Unknown]] = {}
 _CACHE_MAX = 256
 
@@ -34,7 +35,8 @@ def builtin_shape(spec: ModelSpec) -> ModelShape:
     head_dim = spec.n_embd // spec.n_head
     if spec.path == "builtin:tiny-gpt2":
         return ModelShape("gpt2", spec.n_embd, spec.n_layer, spec.n_head, spec.n_head, head_dim,
-                          4 * spec.n_embd, spec.vocab_size, spec.max_position_embeddings, True)
+                          4 * spec.n_embd, spec.vocab_size, spec.max_position_embeddings, True,
+                          python_gelu=True)
     return ModelShape("llama", spec.n_embd, spec.n_layer, spec.n_head, spec.n_head, head_dim,
                       4 * spec.n_embd, spec.vocab_size, spec.max_position_embeddings, True)
 
@@ -51,7 +53,8 @@ def shape_from_config(raw: dict[str, Any]) -> ModelShape | Unknown:
             return ModelShape(
                 "gpt2", h, int(raw.get("n_layer", 12)), heads, heads, h // heads,
                 int(raw.get("n_inner") or 4 * h), int(raw.get("vocab_size", 50257)),
-                int(raw.get("n_positions", 1024)), bool(raw.get("tie_word_embeddings", True)))
+                int(raw.get("n_positions", 1024)), bool(raw.get("tie_word_embeddings", True)),
+                python_gelu=raw.get("activation_function", "gelu_new") in PYTHON_GELUS)
         h, heads = int(raw["hidden_size"]), int(raw["num_attention_heads"])
         return ModelShape(
             model_type, h, int(raw["num_hidden_layers"]), heads,

@@ -41,6 +41,7 @@ class ModelShape:
     o_bias: bool = False
     mlp_bias: bool = False
     qk_norm: bool = False  # Qwen3: RMSNorm over each head's q and k
+    python_gelu: bool = False  # GPT-2's "gelu_new": the tanh GELU as python ops (saves more)
 
     @property
     def gated(self) -> bool:
