@@ -1,7 +1,7 @@
 """The memory planner's estimates against published figures and against measurements here.
 
 Prints ONE JSON line and writes it to docs/results/memory_planner.json (`--no-write`: print only):
-  {"zero_paper": […], "deepspeed_estimators": […], "activations": […], "kv_cache": {…},
+  {"command": …, "zero_paper": […], "deepspeed_estimators": […], "activations": […], "kv_cache": {…},
    "gpu_cluster_example": {…}, "machine": {…}}
 - zero_paper: per-device model states of the ZeRO paper's 7.5 B example at N_d = 64 (Figure 1).
 - deepspeed_estimators: DeepSpeed 0.19.8's estimate_zero{2,3}_model_states_mem_needs vs ours.
@@ -218,7 +218,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
-    result = {"zero_paper": zero_paper(), "deepspeed_estimators": deepspeed_estimators(),
+    result = {"command": "OMP_NUM_THREADS=1 python bench/memory_planner.py",
+              "zero_paper": zero_paper(), "deepspeed_estimators": deepspeed_estimators(),
               "activations": activations(), "kv_cache": kv_cache(),
               "gpu_cluster_example": gpu_cluster_example(), "machine": machine()}
     line = json.dumps(result)
