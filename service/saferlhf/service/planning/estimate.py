@@ -31,6 +31,7 @@ class Phase:
     name: str
     parts: tuple[m.Part, ...]
     engine_share: float | None = None  # vLLM reserves this share of the GPU in this phase
+    engine_floor: int = 0  # what the engine must fit in its share: weights + one sequence's KV
 
     @property
     def device_bytes(self) -> int:
@@ -137,7 +138,8 @@ def _phases(w: Workload) -> tuple[Phase, ...]:
         actor = w.networks[0].shape
         tokens = gen.prompt_tokens + gen.new_tokens
         if gen.engine == "vllm":
-            phases.append(Phase("rollout", (), engine_share=gen.gpu_memory_utilization))
+            phases.append(Phase("rollout", (), engine_share=gen.gpu_memory_utilization,
+                                engine_floor=_engine_floor(w.networks[0], tokens)))
         else:
             phases.append(Phase("rollout", (
                 m.Part("KV cache", m.kv_cache_bytes(actor, sequences=gen.sequences,
@@ -158,7 +160,8 @@ def _alone(w: Workload, net: Network, total: int) -> Phase:
     e = m.Layout(False, 0, 1, "fp32").weight_bytes
     tokens = gen.prompt_tokens + gen.new_tokens
     if net.head == "lm" and gen.engine == "vllm":
-        return Phase(net.label, (), engine_share=gen.gpu_memory_utilization)
+        return Phase(net.label, (), engine_share=gen.gpu_memory_utilization,
+                     engine_floor=_engine_floor(net, tokens))
     parts = [m.Part("weights", e * total)]
     if net.head == "lm":
         parts += [m.Part("KV cache", m.kv_cache_bytes(net.shape, sequences=gen.sequences,
@@ -169,3 +172,10 @@ def _alone(w: Workload, net: Network, total: int) -> Phase:
         parts.append(m.Part("scoring", m.prefill_bytes(net.shape, sequences=gen.sequences,
                                                        tokens=tokens, e=e)))
     return Phase(net.label, tuple(parts))
+
+
+def _engine_floor(net: Network, tokens: int) -> int:
+    """The least a vLLM engine needs inside its share: the policy's weights in 16 bits and the KV
+    cache of one full-length sequence (else vLLM refuses to start: no room for cache blocks)."""
+    return 2 * network_params(net)[0] + m.kv_cache_bytes(net.shape, sequences=1, tokens=tokens,
+                                                         e=2)

@@ -10,6 +10,7 @@ checkpointing, LoRA, a smaller micro-batch, more GPUs).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -107,7 +108,26 @@ def _row(inventory: Inventory, name: str) -> StageRow | None:
     usable = gpu_bytes - RUNTIME_RESERVE_BYTES
     status = "fits" if peak <= TIGHT * usable else "tight" if peak <= usable else "does not fit"
     advice = _advice(work, usable, gpu_bytes) if status == "does not fit" else ()
+    starved = _starved_engine(est, gpu_bytes)
+    if starved:
+        return replace(row, status="does not fit", usable_bytes=usable, reason=starved,
+                       advice=advice)
     return replace(row, status=status, usable_bytes=usable, advice=advice)
+
+
+def _starved_engine(est: StageEstimate, gpu_bytes: int) -> str:
+    """Why a vLLM engine's share is too small for its own weights and one sequence, if it is."""
+    for phase in est.phases:
+        if phase.engine_share is None:
+            continue
+        share = int(phase.engine_share * gpu_bytes)
+        if phase.engine_floor > share:
+            least = math.ceil(100 * phase.engine_floor / gpu_bytes) / 100  # round up
+            return (f"rollout.gpu_memory_utilization {phase.engine_share} gives the vLLM engine "
+                    f"{size(share)}, less than the {size(phase.engine_floor)} its weights and "
+                    f"one full-length sequence's KV cache need; raise it to at least "
+                    f"{least:.2f} (and make room for it beside the trainer)")
+    return ""
 
 
 # --- what would make it fit -------------------------------------------------------------------
@@ -221,7 +241,10 @@ def memory_violations(job: JobSpec, lines: Mapping[Loc, int]) -> list[FieldViola
     out = []
     for row in rows:
         loc: Loc = ("spec", "stages", row.stage)
-        if row.status == "does not fit":
+        if row.status == "does not fit" and row.reason.startswith("rollout."):
+            out.append(FieldViolation(f"{row.field}.rollout.gpu_memory_utilization", row.reason,
+                                      line_of(dict(lines), (*loc, "rollout"))))
+        if row.status == "does not fit" and (row.peak_bytes or 0) > (row.usable_bytes or 0):
             out.append(FieldViolation(row.field, _message(row), line_of(dict(lines), loc)))
         elif row.status == "unknown" and "target_modules" in row.reason:
             out.append(FieldViolation(f"{row.field}.lora.target_modules", row.reason,

@@ -250,3 +250,17 @@ def test_micro_batch_one_also_shrinks_generation(llama_7b: Path, tmp_path: Path)
     small = _micro_batch_one(work)
     assert work.train_sequences == 16 and work.generation.sequences == 16
     assert small.train_sequences == 1 and small.generation.sequences == 1
+
+
+def test_a_vllm_share_too_small_for_the_policy_is_a_spec_error_on_the_utilization(
+        llama_7b: Path, tmp_path: Path, monkeypatch) -> None:
+    job = _load_unchecked(_spec(llama_7b, gpu_memory="1000Gi"), tmp_path)
+    rollout = SimpleNamespace(**job.spec.stages.ppo_lag.rollout.model_dump(), engine="vllm",
+                              gpu_memory_utilization=0.01)  # 10 GiB < 12.6 GiB of bf16 weights
+    real = Inventory.workload
+    monkeypatch.setattr(Inventory, "workload", lambda self, name: _ppo_workload(
+        job, rollout=rollout) if name == "ppo_lag" else real(self, name))
+    violations = memory_violations(job, {})
+    assert [v.field for v in violations] == ["spec.stages.ppo_lag.rollout.gpu_memory_utilization"]
+    # 2 bytes × 6.74 B weights + one 1,024-token sequence's KV cache = 14.0 GB of 1,000 GiB
+    assert "raise it to at least 0.02" in violations[0].description
