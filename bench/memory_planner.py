@@ -1,8 +1,8 @@
 """The memory planner's estimates against published figures and against measurements here.
 
 Prints ONE JSON line and writes it to docs/results/memory_planner.json (`--no-write`: print only):
-  {"command": …, "zero_paper": […], "deepspeed_estimators": […], "activations": […], "kv_cache": {…},
-   "gpu_cluster_example": {…}, "machine": {…}}
+  {"command": …, "zero_paper": […], "deepspeed_estimators": […], "activations": […],
+   "kv_cache": {…}, "gpu_cluster_example": {…}, "machine": {…}}
 - zero_paper: per-device model states of the ZeRO paper's 7.5 B example at N_d = 64 (Figure 1).
 - deepspeed_estimators: DeepSpeed 0.19.8's estimate_zero{2,3}_model_states_mem_needs vs ours.
 - activations: the peak of torch's CPU memory profiler over a real forward + backward of tiny

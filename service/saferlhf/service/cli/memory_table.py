@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from saferlhf.service.planning.estimate import StageEstimate
-from saferlhf.service.planning.fit import RUNTIME_RESERVE_BYTES, StageRow, size
-from saferlhf.service.planning.memory import Part
+from saferlhf.service.planning.fit import RUNTIME_RESERVE_BYTES, StageRow
+from saferlhf.service.planning.memory import Part, size
 
 COLUMNS = ("stage", "devices", "layout", "parameters", "peak/GPU", "at", "GPU", "status")
 

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from saferlhf.service.errors import FieldViolation
+from saferlhf.service.planning.advice import advice as what_would_fit
 from saferlhf.service.planning.estimate import StageEstimate, estimate
-from saferlhf.service.planning.memory import Layout
+from saferlhf.service.planning.memory import Layout, size
 from saferlhf.service.planning.model_config import Unknown
-from saferlhf.service.planning.shapes import LoraInput, LoraTargetError
+from saferlhf.service.planning.shapes import LoraTargetError
 from saferlhf.service.planning.workload import Inventory, Workload
 from saferlhf.service.spec.models import JobSpec, quantity_bytes
 from saferlhf.service.spec.yamlmap import Loc, line_of
@@ -29,15 +30,6 @@ STAGES = ("sft", "reward", "cost", "ppo_lag", "eval", "collect")
 # cuBLAS/cuDNN workspaces, NCCL buffers, allocator fragmentation. An allowance, not a measurement.
 RUNTIME_RESERVE_BYTES = 1 << 30
 TIGHT = 0.9  # above this share of the usable memory a stage is "tight" (fits, little headroom)
-GiB = float(1 << 30)
-def size(nbytes: float) -> str:
-    """Bytes for people: GiB, MiB or KiB, one decimal."""
-    for unit, scale in (("GiB", GiB), ("MiB", float(1 << 20))):
-        if abs(nbytes) >= scale:
-            return f"{nbytes / scale:,.1f} {unit}"
-    return f"{nbytes / 1024:,.1f} KiB"
-
-
 @dataclass(frozen=True)
 class StageRow:
     """One stage of the memory plan."""
@@ -107,7 +99,7 @@ def _row(inventory: Inventory, name: str) -> StageRow | None:
         return replace(row, reason="set resources.gpu_memory (e.g. 80Gi) to check it")
     usable = gpu_bytes - RUNTIME_RESERVE_BYTES
     status = "fits" if peak <= TIGHT * usable else "tight" if peak <= usable else "does not fit"
-    advice = _advice(work, usable, gpu_bytes) if status == "does not fit" else ()
+    advice = what_would_fit(work, usable, gpu_bytes) if status == "does not fit" else ()
     starved = _starved_engine(est, gpu_bytes)
     if starved:
         return replace(row, status="does not fit", usable_bytes=usable, reason=starved,
@@ -127,104 +119,6 @@ def _starved_engine(est: StageEstimate, gpu_bytes: int) -> str:
                     f"{size(share)}, less than the {size(phase.engine_floor)} its weights and "
                     f"one full-length sequence's KV cache need; raise it to at least "
                     f"{least:.2f} (and make room for it beside the trainer)")
-    return ""
-
-
-# --- what would make it fit -------------------------------------------------------------------
-
-
-def _peak(work: Workload, gpu_bytes: int) -> int | None:
-    try:
-        return estimate(work).peak_phase(gpu_bytes)[1]
-    except LoraTargetError:
-        return None
-
-
-def _advice(work: Workload, usable: int, gpu_bytes: int) -> tuple[str, ...]:
-    """Changes that shrink the peak, each re-estimated, with their verdicts."""
-    if work.sequential:
-        return _sampler_advice(work, usable, gpu_bytes)
-    lay = work.layout
-    bits = lay.precision if lay.deepspeed else "bf16"
-    zero3 = Layout(True, 3, lay.world_size, bits)
-    options: list[tuple[str, Workload]] = []
-    if lay.world_size > 1 and not (lay.deepspeed and lay.zero_stage == 3):
-        options.append((f"deepspeed: {{zero_stage: 3, precision: {bits}}}",
-                        replace(work, layout=zero3)))
-    if not (lay.offload_params and lay.offload_optimizer):
-        offload = replace(zero3, offload_params=True, offload_optimizer=True)
-        options.append((f"deepspeed: {{zero_stage: 3, precision: {bits}, offload: all}}",
-                        replace(work, layout=offload)))
-    if work.train_sequences and not work.checkpointing:
-        options.append(("backend.gradient_checkpointing: true",
-                        replace(work, checkpointing=True)))
-    if any(n.trained and n.lora is None for n in work.networks):
-        options.append(("LoRA (r 16 on every linear module)", _with_lora(work)))
-    small = _micro_batch_one(work)
-    if small is not work:
-        options.append(("batch_size: 1", small))
-    out = [_verdict(text, changed, usable, gpu_bytes) for text, changed in options]
-    out.append(_more_gpus(work, usable, gpu_bytes, zero3, "ZeRO-3"))
-    lean = replace(_micro_batch_one(work), checkpointing=True)
-    out.append(_more_gpus(lean, usable, gpu_bytes, zero3,
-                          "ZeRO-3 + gradient checkpointing + batch_size 1"))
-    return tuple(text for text in out if text)
-
-
-def _verdict(text: str, work: Workload, usable: int, gpu_bytes: int) -> str:
-    peak = _peak(work, gpu_bytes)
-    if peak is None:
-        return ""
-    return f"{text} → {size(peak)} ({'fits' if peak <= usable else 'still too much'})"
-
-
-def _micro_batch_one(work: Workload) -> Workload:
-    if work.train_sequences <= (2 if work.stage in ("reward", "cost") else 1):
-        return work
-    gen = work.generation
-    return replace(work, train_sequences=2 if work.stage in ("reward", "cost") else 1,
-                   ptx_sequences=min(work.ptx_sequences, 1),
-                   generation=replace(gen, sequences=1) if gen is not None else None)
-
-
-def _sampler_advice(work: Workload, usable: int, gpu_bytes: int) -> tuple[str, ...]:
-    """Evaluate / collect load each model whole, in fp32: only the batch can shrink."""
-    gen = work.generation
-    assert gen is not None
-    out = []
-    if gen.sequences > 1:
-        out.append(_verdict("batch_size: 1", replace(work, generation=replace(gen, sequences=1)),
-                            usable, gpu_bytes))
-    est = estimate(work)
-    weights = max((p.device_bytes for ph in est.phases for p in ph.parts
-                   if p.name.endswith("weights")), default=0)
-    out.append(f"the {work.stage} runner loads each model whole in fp32 ({size(weights)} for "
-               "the largest), so it needs a GPU with more memory than that")
-    return tuple(text for text in out if text)
-
-
-def _with_lora(work: Workload) -> Workload:
-    lora = LoraInput(r=16, target_modules="all-linear")
-    nets = tuple(replace(n, lora=lora) if n.trained and n.lora is None else n
-                 for n in work.networks)
-    if any(n.label == "actor" for n in nets):  # the reference becomes the adapter-less base
-        nets = tuple(n for n in nets if n.label != "reference")
-    return replace(work, networks=nets)
-
-
-def _more_gpus(work: Workload, usable: int, gpu_bytes: int, zero3: Layout, how: str) -> str:
-    """The fewest nodes (of this stage's GPUs per node) at which `how` fits."""
-    r = work.resources
-    per_node = max(r.gpus_per_node, 1)
-    for nodes in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
-        if nodes * per_node <= work.layout.world_size:
-            continue
-        layout = replace(zero3, world_size=nodes * per_node)
-        resources = replace(r, nodes=nodes, nproc_per_node=per_node)
-        peak = _peak(replace(work, layout=layout, resources=resources), gpu_bytes)
-        if peak is not None and peak <= usable:
-            gpus = f"{per_node} GPU{'s' if per_node > 1 else ''}"
-            return f"{how} on {nodes} node{'s' if nodes > 1 else ''} × {gpus} → {size(peak)} (fits)"
     return ""
 
 

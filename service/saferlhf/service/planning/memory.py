@@ -29,6 +29,14 @@ FP32_GRAD_BYTES = 4  # DeepSpeed's fp32 gradient partition at the optimizer step
 REDUCE_BUCKET_ELEMENTS = 500_000_000
 
 
+def size(nbytes: float) -> str:
+    """Bytes for people: GiB, MiB or KiB, one decimal."""
+    for unit, scale in (("GiB", float(1 << 30)), ("MiB", float(1 << 20))):
+        if abs(nbytes) >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes / 1024:,.1f} KiB"
+
+
 @dataclass(frozen=True)
 class Layout:
     """How a stage lays its models out over the ranks (from its backend settings)."""

@@ -243,11 +243,11 @@ def test_the_check_reports_a_planner_bug_in_the_log_instead_of_failing_the_submi
     assert "memory planner failed" in caplog.text
 
 
-def test_micro_batch_one_also_shrinks_generation(llama_7b: Path, tmp_path: Path) -> None:
-    from saferlhf.service.planning.fit import _micro_batch_one
+def testmicro_batch_one_also_shrinks_generation(llama_7b: Path, tmp_path: Path) -> None:
+    from saferlhf.service.planning.advice import micro_batch_one
 
     work = Inventory(_load_unchecked(_spec(llama_7b), tmp_path)).workload("ppo_lag")
-    small = _micro_batch_one(work)
+    small = micro_batch_one(work)
     assert work.train_sequences == 16 and work.generation.sequences == 16
     assert small.train_sequences == 1 and small.generation.sequences == 1
 
