@@ -8,7 +8,8 @@ Prints ONE JSON line and writes it to docs/results/memory_planner.json (`--no-wr
 - activations: the peak of torch's CPU memory profiler over a real forward + backward of tiny
   HF models (everything but weights, gradients and optimizer state) vs the estimate.
 - gpu_cluster_example: `saferlhf plan`'s per-GPU peaks for examples/gpu_cluster.yaml with the
-  published LLaMA-7B config.json (huggyllama/llama-7b) in a temporary HF cache.
+  published LLaMA-7B config.json (huggyllama/llama-7b) in a temporary HF cache, and the cost of
+  the submit-time check (p50/p99 ms; it runs on every CreateJob) there and on the quickstart.
 
     OMP_NUM_THREADS=1 python bench/memory_planner.py [--no-write]
 """
@@ -179,12 +180,32 @@ def kv_cache() -> dict:
             "estimated_bytes": ours}
 
 
+def _check_ms(job, n: int = 500) -> dict:
+    """p50 / p99 milliseconds of the submit-time check (`memory_violations`) on a loaded spec."""
+    import time
+
+    from saferlhf.service.planning.fit import memory_violations
+
+    for _ in range(20):
+        memory_violations(job, {})
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        memory_violations(job, {})
+        times.append((time.perf_counter() - start) * 1000.0)
+    times.sort()
+    return {"p50_ms": round(times[n // 2], 3), "p99_ms": round(times[int(0.99 * n) - 1], 3)}
+
+
 def gpu_cluster_example() -> dict:
+    """The plan of examples/gpu_cluster.yaml, and the check's cost there and on the quickstart
+    (the quickstart's stages run on CPU, so the check skips estimating them)."""
     from saferlhf.service.planning.fit import memory_plan
     from saferlhf.service.spec.load import load_spec_file
 
     from tests.unit.service.planning.model_configs import LLAMA_7B, write_model_folder
 
+    quickstart = load_spec_file(ROOT / "examples" / "quickstart.yaml")
     with tempfile.TemporaryDirectory() as hub:
         previous = os.environ.get("HF_HUB_CACHE")
         os.environ["HF_HUB_CACHE"] = hub
@@ -195,14 +216,17 @@ def gpu_cluster_example() -> dict:
                 str(job.spec.model.revision)
             write_model_folder(snapshot, LLAMA_7B)
             rows = memory_plan(job)
+            cost = {"gpu_cluster": _check_ms(job), "quickstart": _check_ms(quickstart)}
         finally:
             if previous is None:
                 os.environ.pop("HF_HUB_CACHE")
             else:
                 os.environ["HF_HUB_CACHE"] = previous
-    return {r.stage: {"status": r.status, "peak_gib_per_gpu": round((r.peak_bytes or 0) / GiB, 1),
-                      "at": r.peak_phase, "layout": r.layout, "devices": r.devices}
-            for r in rows}
+    stages = {r.stage: {"status": r.status,
+                        "peak_gib_per_gpu": round((r.peak_bytes or 0) / GiB, 1),
+                        "at": r.peak_phase, "layout": r.layout, "devices": r.devices}
+              for r in rows}
+    return {"stages": stages, "check_cost": cost}
 
 
 def machine() -> dict:

@@ -68,13 +68,16 @@ def _devices(w: Workload) -> str:
         f" ({procs} processes)" if procs > 1 else "")
 
 
-def memory_plan(job: JobSpec) -> list[StageRow]:
-    """Every stage that runs, with its estimate and verdict (the spec is already valid)."""
+def memory_plan(job: JobSpec, *, checked_only: bool = False) -> list[StageRow]:
+    """Every stage that runs, with its estimate and verdict (the spec is already valid).
+    `checked_only`: skip estimating stages that cannot be rejected (no GPUs or no
+    `gpu_memory`, and no LoRA to check) — what the submit-time check needs, cheaply."""
     inventory = Inventory(job)
-    return [row for name in STAGES if (row := _row(inventory, name)) is not None]
+    rows = (_row(inventory, name, checked_only) for name in STAGES)
+    return [row for row in rows if row is not None]
 
 
-def _row(inventory: Inventory, name: str) -> StageRow | None:
+def _row(inventory: Inventory, name: str, checked_only: bool = False) -> StageRow | None:
     field = f"spec.stages.{name}"
     work = inventory.workload(name)
     if work is None:
@@ -82,6 +85,9 @@ def _row(inventory: Inventory, name: str) -> StageRow | None:
     if isinstance(work, Unknown):
         return StageRow(name, field, "unknown", "", "", reason=work.reason)
     devices, layout = _devices(work), layout_text(work.layout)
+    checkable = work.resources.gpus_per_node > 0 and work.resources.gpu_memory is not None
+    if checked_only and not checkable and all(n.lora is None for n in work.networks):
+        return StageRow(name, field, "not checked", devices, layout, workload=work)
     try:
         est = estimate(work)
     except LoraTargetError as exc:
@@ -128,7 +134,7 @@ def _starved_engine(est: StageEstimate, gpu_bytes: int) -> str:
 def memory_violations(job: JobSpec, lines: Mapping[Loc, int]) -> list[FieldViolation]:
     """Spec errors for stages that cannot fit (and LoRA targets that match nothing)."""
     try:
-        rows = memory_plan(job)
+        rows = memory_plan(job, checked_only=True)
     except Exception:  # a planner bug must not turn a submit into INTERNAL
         log.exception("the memory planner failed; the spec is not checked for memory")
         return []

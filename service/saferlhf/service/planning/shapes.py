@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 LLAMA_STYLE = ("llama", "mistral", "qwen2", "qwen3", "gemma")
 SUPPORTED = ("gpt2", *LLAMA_STYLE)
@@ -94,6 +95,7 @@ def embedding_params(s: ModelShape) -> int:
     return s.vocab * s.hidden + positions
 
 
+@lru_cache(maxsize=512)
 def backbone_params(s: ModelShape) -> int:
     """Embeddings + blocks + final norm: the `AutoModel` a score model is built on."""
     final_norm = 2 * s.hidden if s.model_type == "gpt2" else s.hidden
