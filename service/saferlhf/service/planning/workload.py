@@ -20,7 +20,7 @@ from saferlhf.service.planning.memory import Layout
 from saferlhf.service.planning.model_config import Unknown, folder_shape, model_shape
 from saferlhf.service.planning.plan import effective_backend, effective_resources
 from saferlhf.service.planning.shapes import LoraInput, ModelShape
-from saferlhf.service.spec.models import CollectStage, JobSpec, UsedStage
+from saferlhf.service.spec.models import CollectStage, CostStage, JobSpec, RewardStage, UsedStage
 from saferlhf.service.state.types import Resources
 
 DEFAULT_PROMPT_TOKENS = 512  # CommonParams.max_length_tokens' default
@@ -121,6 +121,9 @@ class Inventory:
             if self.job.spec.rounds.count < 2:
                 return None
             stage = stage or CollectStage()  # rounds ≥ 2 collect with the defaults
+        if isinstance(stage, UsedStage) and name in ("reward", "cost") \
+                and self.job.spec.rounds.count >= 2:
+            stage = _retrained(name, stage)  # rounds ≥ 2 retrain it (plan.py score_model)
         if stage is None or isinstance(stage, UsedStage):
             return None
         build = {"sft": self._sft, "reward": self._score, "cost": self._score,
@@ -145,7 +148,8 @@ class Inventory:
                         _fit(stage.max_length_tokens, shape), checkpointing=gc)
 
     def _score(self, name: str, stage: Any) -> Workload:
-        shape = self._known(self.scorers[name])
+        retrained = isinstance(getattr(self.job.spec.stages, name), UsedStage)
+        shape = self._known(self.policy if retrained else self.scorers[name])
         resources = effective_resources(self.job, stage)
         layout, gc = _layout(self.job, stage, resources)
         net = Network(f"{name} model", shape, "score", True,
@@ -206,6 +210,14 @@ class Inventory:
         longer than PPO-Lag's `max_length_tokens` (the same kind of prompts)."""
         ppo = self.job.spec.stages.ppo_lag
         return DEFAULT_PROMPT_TOKENS if isinstance(ppo, UsedStage) else ppo.max_length_tokens
+
+
+def _retrained(name: str, used: UsedStage) -> Any:
+    """A reward/cost model given with `use:` is retrained in rounds ≥ 2 from the SFT model with
+    the default parameters (and the used stage's overrides)."""
+    stage = RewardStage if name == "reward" else CostStage
+    return stage.model_construct(data=[], resources=used.resources, backend=used.backend,
+                                 deepspeed=used.deepspeed)
 
 
 class _UnknownShape(Exception):

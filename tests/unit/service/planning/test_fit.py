@@ -264,3 +264,17 @@ def test_a_vllm_share_too_small_for_the_policy_is_a_spec_error_on_the_utilizatio
     assert [v.field for v in violations] == ["spec.stages.ppo_lag.rollout.gpu_memory_utilization"]
     # 2 bytes × 6.74 B weights + one 1,024-token sequence's KV cache = 14.0 GB of 1,000 GiB
     assert "raise it to at least 0.02" in violations[0].description
+
+
+def test_a_used_reward_model_is_estimated_when_later_rounds_retrain_it(
+        llama_7b: Path, tmp_path: Path) -> None:
+    used = write_model_folder(tmp_path / "rm", LLAMA_7B)
+    doc = spec_dict(model={"path": str(llama_7b)},
+                    defaults={"resources": {"gpus_per_node": 1, "gpu_memory": "80Gi"}},
+                    rounds={"count": 2})
+    doc["spec"]["stages"]["reward"] = {"use": str(used)}
+    stages = [r.stage for r in memory_plan(_load_unchecked(to_yaml(doc), tmp_path))]
+    assert "reward" in stages and "collect" in stages
+    doc["spec"]["rounds"] = {"count": 1}
+    stages = [r.stage for r in memory_plan(_load_unchecked(to_yaml(doc), tmp_path))]
+    assert "reward" not in stages and "collect" not in stages
