@@ -41,6 +41,12 @@ GPT2_WIDE = {"model_type": "gpt2", "n_embd": 384, "n_layer": 6, "n_head": 6, "vo
 QWEN2 = {"model_type": "qwen2", "hidden_size": 256, "intermediate_size": 688,
          "num_hidden_layers": 3, "num_attention_heads": 8, "num_key_value_heads": 2,
          "vocab_size": 512}
+GEMMA = {"model_type": "gemma", "hidden_size": 256, "intermediate_size": 688,
+         "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 1,
+         "head_dim": 64, "vocab_size": 512}
+QWEN3 = {"model_type": "qwen3", "hidden_size": 256, "intermediate_size": 688,
+         "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "head_dim": 64, "vocab_size": 512}
 ACTIVATION_CASES = [  # (name, config, dtype, gradient checkpointing, score head)
     ("llama-gqa bf16", LLAMA_GQA, "bfloat16", False, False),
     ("llama-gqa bf16 checkpointed", LLAMA_GQA, "bfloat16", True, False),
@@ -49,6 +55,8 @@ ACTIVATION_CASES = [  # (name, config, dtype, gradient checkpointing, score head
     ("gpt2 fp32", GPT2_WIDE, "float32", False, False),
     ("gpt2 bf16 checkpointed", GPT2_WIDE, "bfloat16", True, False),
     ("qwen2 critic fp32 checkpointed", QWEN2, "float32", True, True),
+    ("gemma bf16", GEMMA, "bfloat16", False, False),
+    ("qwen3 fp32 checkpointed", QWEN3, "float32", True, False),
 ]
 
 

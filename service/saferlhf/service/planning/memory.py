@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from saferlhf.service.planning.shapes import ModelShape
 
 ADAM_BYTES = 8  # fp32 momentum + variance per trained parameter
-MASTER_BYTES = 4  # fp32 master copy per trained parameter (mixed precision, or any ZeRO ≥ 1)
+MASTER_BYTES = 4  # fp32 master copy per trained parameter (16-bit weights, or ZeRO-1/2)
 FP32_GRAD_BYTES = 4  # DeepSpeed's fp32 gradient partition at the optimizer step
 # DeepSpeed's default `reduce_bucket_size` (elements): under ZeRO-2/3 a contiguous gradient
 # bucket of this size (or Ψ, if smaller) lives on the device. runners/common/deepspeed_config.py
