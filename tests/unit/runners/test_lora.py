@@ -123,6 +123,12 @@ def test_a_target_that_is_not_a_linear_layer_says_what_it_is():
         resolve_target_modules(tiny("gpt2"), LoraSpec(target_modules=["wte"]), field="f")
 
 
+def test_a_head_tied_to_the_input_embeddings_is_refused_as_a_target():
+    with pytest.raises(InvalidInputError, match="'lm_head' shares its weight with the input"):
+        resolve_target_modules(tiny("gpt2"), LoraSpec(target_modules=["c_fc", "lm_head"]),
+                               field="f")
+
+
 def test_lora_freezes_the_base_and_trains_only_the_adapters():
     model = add_lora(tiny("gpt2"), LoraSpec(r=2), field="f")
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}

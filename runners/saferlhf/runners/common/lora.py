@@ -49,6 +49,15 @@ def _head_names(model: nn.Module) -> set[str]:
     return {name for name, module in model.named_modules() if head is not None and module is head}
 
 
+def _tied_to_input_embeddings(model: nn.Module) -> set[str]:
+    get = getattr(model, "get_input_embeddings", None)
+    embeddings = get() if callable(get) else None
+    weight = getattr(embeddings, "weight", None)
+    return {name for name, module in model.named_modules()
+            if weight is not None and name and module is not embeddings
+            and getattr(module, "weight", None) is weight}
+
+
 def resolve_target_modules(model: nn.Module, spec: LoraSpec, *, field: str) -> list[str]:
     """The target names for `model`: the spec's, checked against the model, or the default.
 
@@ -77,6 +86,10 @@ def resolve_target_modules(model: nn.Module, spec: LoraSpec, *, field: str) -> l
         kinds = sorted({kind for name, kind in others.items() if _matches(name, target)})
         what = f"is a {'/'.join(kinds)}, not a Linear layer" if kinds else "matches no layer"
         problems.append(f"{target!r} {what}")
+    tied = _tied_to_input_embeddings(model)
+    problems += [f"{target!r} shares its weight with the input embeddings (tied), so its "
+                 "adapter cannot be merged into one tensor" for target in spec.target_modules
+                 if any(_matches(name, target) for name in tied)]
     if problems:
         raise InvalidInputError(
             f"{'; '.join(problems)} of this {model_type} model; its Linear layers are "
