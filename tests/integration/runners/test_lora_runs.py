@@ -298,3 +298,56 @@ def test_an_unknown_lora_target_exits_2_naming_the_field_and_the_models_layers(t
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "lora.target_modules" in proc.stderr and "c_attn, c_fc, c_proj" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# -- DeepSpeed -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_zero2_lora_run_checkpoints_adapters_only_and_resumes_to_the_straight_adapter(
+    policy, tmp_path
+):
+    """ZeRO-2 through the CLI: the engines' checkpoints leave the frozen base out, and a run
+    stopped by SIGTERM resumes to the adapter of a straight run."""
+    common = {"iterations": 3, "checkpoint_every_steps": 1000, "lora": LORA,
+              "critic_lora": {"r": 2},
+              "backend": {"kind": "deepspeed", "deepspeed": {"zero_stage": 2}}}
+    stopped = _cli(tiny_stage_config(policy, tmp_path / "resumed", **common), tmp_path, "r",
+                   SAFERLHF_FAULT_AFTER_STEPS="1")
+    assert stopped.returncode == 75, stopped.stderr[-3000:]
+    states = torch.load(tmp_path / "resumed" / "checkpoints" / "step-1" / "actor" / "ds" /
+                        "mp_rank_00_model_states.pt", weights_only=False)
+    base_keys = [k for k in states["module"] if ".lora_" not in k]
+    # DeepSpeed drops frozen parameters by name; GPT-2's lm_head is an alias of the (frozen)
+    # input embeddings, so that one tensor stays in its state dict
+    assert states["module"] and base_keys == ["base_model.model.lm_head.weight"], base_keys
+    for name in ("resumed", "straight"):
+        proc = _cli(tiny_stage_config(policy, tmp_path / name, **common), tmp_path, name)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    a = load_file(str(tmp_path / "straight" / "model" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("zero_stage", [2, 3])
+def test_sft_with_lora_under_deepspeed_trains_the_adapter_of_the_plain_backend(
+    tmp_path, zero_stage
+):
+    """ZeRO-3 also gathers the sharded weights for the adapter and the merged folder."""
+    from saferlhf.runners.common.config import SFTConfig
+    from saferlhf.runners.sft.train import run
+
+    lora = {"r": 4, "dropout": 0.0, "save_merged": True}
+    run(SFTConfig.model_validate({"kind": "sft", **sft_config(tmp_path / "plain", max_steps=4,
+                                                              lora=lora)}))
+    ds = sft_config(tmp_path / "ds", max_steps=4, lora=lora,
+                    backend={"kind": "deepspeed", "deepspeed": {"zero_stage": zero_stage}})
+    proc = run_stage("sft", ds, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("adapter_model.safetensors", "merged/model.safetensors"):
+        a = load_file(str(tmp_path / "plain" / "model" / name))
+        b = load_file(str(tmp_path / "ds" / "model" / name))
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.allclose(a[key], b[key], atol=1e-5), (name, key)
