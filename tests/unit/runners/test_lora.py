@@ -319,3 +319,19 @@ def test_a_lora_checkpoint_holds_only_trainable_weights_and_restores_them():
                             {k: v for k, v in state.items() if "h.0." not in k}, "actor")
     full = tiny("gpt2")
     assert model_state(full).keys() == full.state_dict().keys()  # full fine-tune: everything
+
+
+@pytest.mark.parametrize("path", ["builtin:tiny-gpt2", "builtin:tiny-llama"])
+def test_the_services_builtin_layer_table_matches_the_builtin_models(path):
+    """The service checks LoRA targets of builtin models at submit time from this table."""
+    from saferlhf.runners.common.config import BUILTIN_LORA_LAYERS, ModelSpec
+    from saferlhf.runners.common.lora import adaptable_layers
+    from saferlhf.runners.common.models import build_policy
+    from saferlhf.runners.ppo_lag.tiny import synthetic_texts
+
+    model, _ = build_policy(ModelSpec(path=path, n_layer=1, n_embd=16, n_head=2,
+                                      vocab_size=280), synthetic_texts(40))
+    names = {n.rsplit(".", 1)[-1] for n in adaptable_layers(model)}
+    assert set(BUILTIN_LORA_LAYERS[path]) == names - {"lm_head"}
+    with pytest.raises(InvalidInputError, match="tied"):  # why lm_head is not in the table
+        resolve_target_modules(model, LoraSpec(target_modules=["lm_head"]), field="f")

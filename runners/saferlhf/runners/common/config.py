@@ -146,6 +146,15 @@ LORA_DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The layers a LoRA target may name in the builtin models (their lm_head is tied to the input
+# embeddings, so it is not one of them). Lets the service reject a typo at submit time; a test
+# checks this table against the models themselves.
+BUILTIN_LORA_LAYERS: dict[str, tuple[str, ...]] = {
+    "builtin:tiny-gpt2": LORA_DEFAULT_TARGETS["gpt2"],
+    "builtin:tiny-llama": LORA_DEFAULT_TARGETS["llama"],
+}
+
+
 class LoraSpec(Frozen):
     """LoRA adapters (peft) instead of full fine-tuning: each target layer computes
     W·x + (alpha/r)·B·A·x with W frozen and only A (r × in) and B (out × r) trained; B starts at
