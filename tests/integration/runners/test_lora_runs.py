@@ -292,6 +292,23 @@ def test_sft_with_lora_resumed_after_sigterm_ends_with_the_adapter_of_a_straight
     assert all(torch.equal(base_a[k], base_b[k]) for k in base_a)  # the same builtin init
 
 
+def test_gradient_checkpointing_with_lora_trains_the_same_adapter(tmp_path):
+    """Checkpointed segments whose inputs need no grad (a frozen embedding) must still give the
+    adapters their gradients."""
+    from saferlhf.runners.common.config import SFTConfig
+    from saferlhf.runners.sft.train import run
+
+    for name, checkpointing in (("plain", False), ("ckpt", True)):
+        run(SFTConfig.model_validate({"kind": "sft", **sft_config(
+            tmp_path / name, max_steps=3, eval_split_ratio=None,
+            backend={"gradient_checkpointing": checkpointing})}))
+    a = load_file(str(tmp_path / "plain" / "model" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "ckpt" / "model" / "adapter_model.safetensors"))
+    assert any(a[k].abs().max() > 0 for k in a if ".lora_B." in k)
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
 def test_an_unknown_lora_target_exits_2_naming_the_field_and_the_models_layers(tmp_path):
     proc = run_stage("sft", sft_config(tmp_path / "out", lora={"target_modules": ["q_proj"]}),
                      tmp_path)
