@@ -23,7 +23,13 @@ allocates itself (a 190 MiB tensor shows up as 0 MiB there). So every row report
 - optimizer_state_mib: the bytes of every optimizer's state tensors (AdamW's m and v), read from
   the optimizers after each step (a global torch step hook), maximum over the run — exact, with
   no allocator noise;
+- weights_mib: the bytes of every distinct weight tensor the stage holds (all six PPO-Lag
+  networks, or five when the reference is the actor's adapter-disabled base);
 - trainable_parameters / parameters: per trained network and in all, counted on the live models.
+
+Peak RSS also holds what does not shrink with LoRA (the interpreter and libraries, data,
+tokenizer training, transient copies while loading weights), so its ratio is far from the
+optimizer-state ratio; at the tiny size it is all overhead.
 
 Everything printed is measured; the load average is recorded so the figures can be rerun on a
 quiet machine. No GPU on the build machines: the GPU row says "not measured".
@@ -79,6 +85,15 @@ class OptimizerBytes:
         self.peak = max(self.peak, sum(self.per_optimizer.values()))
 
 
+def _weights_mib(*modules) -> float:
+    """Bytes of every distinct parameter and buffer storage held by `modules` (shared once)."""
+    seen: dict[int, int] = {}
+    for module in modules:
+        for t in [*module.parameters(), *module.buffers()]:
+            seen.setdefault(t.data_ptr(), t.numel() * t.element_size())
+    return round(sum(seen.values()) / 2**20, 2)
+
+
 def _counts(model) -> dict[str, int]:
     from saferlhf.runners.common.lora import parameter_counts
 
@@ -112,7 +127,7 @@ def run_sft(size: dict, lora: bool, workdir: Path, models: Path) -> dict[str, An
 
         model = add_lora(model, cfg.lora, field="lora")
     return {"stage_seconds": round(seconds, 2), "networks": {"policy": _counts(model)},
-            "peak_kib": peak_kib}
+            "weights_mib": _weights_mib(model), "peak_kib": peak_kib}
 
 
 def build_ppo_inputs(size: dict, models: Path) -> None:
@@ -150,7 +165,11 @@ def run_ppo_lag(size: dict, lora: bool, workdir: Path, models: Path) -> dict[str
     from saferlhf.runners.common.lora import AdapterDisabled
 
     shared = isinstance(nets.reference, AdapterDisabled)
+    scorer = nets.scorer
+    held = [nets.actor.bare, nets.reward_critic.bare, nets.cost_critic.bare,
+            scorer.reward.model, scorer.cost.model] + ([] if shared else [nets.reference])
     return {"stage_seconds": round(seconds, 2), "networks": networks, "peak_kib": peak_kib,
+            "weights_mib": _weights_mib(*held),
             "reference": "adapter-disabled actor base" if shared else "separate frozen copy"}
 
 
@@ -229,11 +248,12 @@ def main(argv: list[str] | None = None) -> int:
             rows[f"{stage}/{size}"] = {
                 "full": full, "lora": lora,
                 "lora_over_full": {k: _ratio(full, lora, k) for k in (
-                    "trainable_parameters", "optimizer_state_mib", "peak_rss_mib",
+                    "trainable_parameters", "weights_mib", "optimizer_state_mib", "peak_rss_mib",
                     "peak_rss_above_start_mib", "stage_seconds")},
             }
     line = json.dumps({
-        "command": "python -m bench.lora" + (" --quick" if args.quick else ""),
+        "command": " ".join(["python -m bench.lora", *(argv if argv is not None else
+                                                       sys.argv[1:])]),
         "rows": rows,
         "gpu": {"status": "not measured", "reason": "no GPU on the build machines"},
         "config": {"quick": args.quick, "sizes": QUICK_SIZES if args.quick else SIZES,
