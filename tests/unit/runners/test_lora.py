@@ -317,6 +317,8 @@ def test_a_lora_checkpoint_holds_only_trainable_weights_and_restores_them():
     with pytest.raises(ResumeError, match="lacks"):
         restore_model_state(add_lora(tiny("gpt2"), LoraSpec(r=2), field="f"),
                             {k: v for k, v in state.items() if "h.0." not in k}, "actor")
+    with pytest.raises(ResumeError, match="cannot resume actor"):  # another rank: shapes differ
+        restore_model_state(add_lora(tiny("gpt2"), LoraSpec(r=4), field="f"), state, "actor")
     full = tiny("gpt2")
     assert model_state(full).keys() == full.state_dict().keys()  # full fine-tune: everything
 

@@ -82,7 +82,12 @@ def model_state(model: torch.nn.Module) -> dict[str, Any]:
 
 def restore_model_state(model: torch.nn.Module, state: Mapping[str, Any], where: str) -> None:
     """Load `model_state` back; anything but the frozen parameters missing is a ResumeError."""
-    missing, unexpected = model.load_state_dict(dict(state), strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(dict(state), strict=False)
+    except RuntimeError as err:  # shapes differ (e.g. another LoRA rank)
+        raise ResumeError(f"cannot resume {where}: {str(err).splitlines()[0]} … (a different "
+                          "model or LoRA setting than the run that wrote the checkpoint?)"
+                          ) from None
     missing = sorted(set(missing) - frozen_parameter_names(model))
     if missing or unexpected:
         raise ResumeError(f"cannot resume {where}: the checkpoint lacks {missing[:5]} and has "
