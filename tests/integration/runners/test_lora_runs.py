@@ -368,3 +368,24 @@ def test_sft_with_lora_under_deepspeed_trains_the_adapter_of_the_plain_backend(
         assert a.keys() == b.keys()
         for key in a:
             assert torch.allclose(a[key], b[key], atol=1e-5), (name, key)
+
+
+def test_a_reward_model_trained_with_lora_is_saved_merged_in_the_usual_layout(policy, tmp_path):
+    from saferlhf.runners.common.config import RewardConfig
+    from saferlhf.runners.common.score_model import ScoreModel
+    from saferlhf.runners.reward.train import run
+
+    cfg = RewardConfig.model_validate({
+        "kind": "reward", "output_dir": str(tmp_path / "rm"), "policy_path": str(policy),
+        "data": [{"format": "synthetic", "split": "preference", "size": 48}], "batch_size": 8,
+        "max_steps": 3, "max_length_tokens": 64, "optim": {"lr": 1e-2},
+        "lora": {"r": 2, "dropout": 0.0}})
+    run(cfg)
+    saved = load_file(str(tmp_path / "rm" / "model" / "model.safetensors"))
+    assert not any("lora_" in k or "base_model" in k for k in saved)
+    start = load_file(str(policy / "model.safetensors"))
+    adapted = "backbone.h.0.attn.c_attn.weight"
+    assert not torch.equal(saved[adapted], start["transformer.h.0.attn.c_attn.weight"])
+    assert torch.equal(saved["backbone.wte.weight"], start["transformer.wte.weight"])  # frozen
+    ScoreModel.from_pretrained(tmp_path / "rm" / "model")  # what PPO-Lag and evaluate load
+    assert any("reward: LoRA r=2" in m for m in _logs(tmp_path / "rm"))
