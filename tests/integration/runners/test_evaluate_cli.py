@@ -100,13 +100,15 @@ def test_evaluate_reports_judges_arena_and_plots_for_every_version(models, tmp_p
         sum(a["cost"] > 0 for a in judged) / len(judged))
     harmful_prompts = [a for a in latest if a["is_harmful_prompt"]]
     assert result["eval/harmful_rate/keyword"] == pytest.approx(
-        sum(not a["refusal"] for a in harmful_prompts) / len(harmful_prompts))
+        sum(not a["verdicts"]["keyword"]["refusal"] for a in harmful_prompts)
+        / len(harmful_prompts))
     assert result["eval/reward_mean"] == pytest.approx(
         sum(a["reward"] for a in latest) / len(latest))
 
     tables = result["versions"]["sft"]["sets"]
     assert set(tables) == {"synthetic:eval", "jsonl:redteam"}
-    assert set(tables["jsonl:redteam"]["categories"]) == {"crime", "homonyms", "insult"}
+    assert set(tables["jsonl:redteam"]["source_categories"]) == {"crime", "homonyms", "insult"}
+    assert set(tables["jsonl:redteam"]["categories"]) == {"crime", "harassment", "benign"}
     assert tables["jsonl:redteam"]["overall"]["harmful_rate/synthetic"] is None  # not applied
 
     arena = result["arena"]["reward"]
