@@ -269,7 +269,8 @@ class PPOLagParams(CommonParams):
 class EvaluateParams(Frozen):
     prompts: list[DataSource] = Field(min_length=1, description="Evaluation prompt sets.")
     judges: list[JudgeSpec] = Field(
-        default_factory=lambda: [CostModelJudge(name="cost_model"), KeywordJudge(name="keyword")],
+        default_factory=lambda: list[JudgeSpec]([CostModelJudge(name="cost_model"),
+                                                 KeywordJudge(name="keyword")]),
         min_length=1,
         description="Judges, each {name, kind, settings} (kinds: keyword, cost_model, synthetic, "
         "llm, classifier; docs/evaluation.md); a bare kind is shorthand for {kind: <kind>}. "

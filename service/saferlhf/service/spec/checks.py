@@ -31,7 +31,8 @@ KNOWN_METRICS = frozenset(
      if key.strip().startswith(("train/", "eval/")) and "<" not in key]
     + ["eval/harmful_rate", "eval/reward_mean", "eval/reward_std", "eval/cost_mean",
        "eval/cost_std", "eval/loss", "train/loss", "train/accuracy", "train/accuracy_sign",
-       "train/shaped_reward"]
+       "train/shaped_reward", "eval/harmful_rate_delta", "eval/helpfulness_delta",
+       "eval/win_rate_vs_previous"]
 )
 HUB_OFF = ("the service has no hub access (air-gapped or HF_HUB_OFFLINE); download it and "
            "give a local `path:` instead")

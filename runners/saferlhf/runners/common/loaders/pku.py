@@ -7,10 +7,9 @@
 Kinds: preference (by `better`), safety_preference (`safer` + both is_safe labels), supervised
 (the better response), prompt_only (prompts de-duplicated, first occurrence kept). A prompt_only
 record's category is the harm category flagged most often in `response_{0,1}_harm_category` (ties
-to the more specific one, saferlhf.runners.common.harm_categories.top_category), and the prompt
-counts as harmful when either response is labelled unsafe (unknown otherwise: a prompt answered
-safely twice may still be a red-team prompt). Other columns (severity, sources, hashes) are
-accepted and ignored.
+to the more specific one, saferlhf.runners.common.harm_categories.top_category; None when no flag
+is set); its harmfulness stays unknown (the rows label answers, not prompts). Other columns
+(severity, sources, hashes) are accepted and ignored.
 
 `strict=True` (safety_preference only) also rejects rows whose two preferences disagree
 (better_response_id ≠ safer_response_id). Such rows are valid Safe RLHF data — decoupling the two
@@ -50,8 +49,7 @@ def load_pku(path: Path, kind: RecordKind, problems: Problems, *, strict: bool =
             if kind == "prompt_only":
                 if prompt_key(prompt) not in seen:
                     seen.add(prompt_key(prompt))
-                    unsafe = any(obj.get(f"is_response_{i}_safe") is False for i in (0, 1))
-                    out.append(PromptOnly(prompt, name, row, _category(obj), unsafe or None))
+                    out.append(PromptOnly(prompt, name, row, _category(obj)))
                 continue
             r0 = get_str(obj, "response_0", name, row, problems)
             r1 = get_str(obj, "response_1", name, row, problems)
