@@ -18,6 +18,7 @@ Importable without torch (the service validates specs with it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -227,11 +228,16 @@ def check_judges(judges: list[Any]) -> None:
         raise ValueError(f"at most {MAX_JUDGES} judges, got {len(judges)}")
 
 
-def secret_env(judges: list[Any]) -> dict[str, tuple[str, str]]:
-    """env var → (Secret name, key) for the judges whose API key comes from a Secret."""
+def secret_env_of(config: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """env var → (Secret name, key) for the judges of a resolved stage config (a stage.json
+    mapping) whose API key comes from a Kubernetes Secret; {} for other stages."""
     out: dict[str, tuple[str, str]] = {}
-    for j in judges:
-        key = getattr(j, "api_key", None)
-        if key is not None and key.secret is not None:
-            out[key.env] = (key.secret.name, key.secret.key)
+    judges = config.get("judges") if isinstance(config, Mapping) else None
+    for judge in judges if isinstance(judges, list) else []:
+        ref = judge.get("api_key") if isinstance(judge, Mapping) else None
+        if not isinstance(ref, Mapping):
+            continue
+        secret = ref.get("secret")
+        if isinstance(secret, Mapping) and ref.get("env"):
+            out[str(ref["env"])] = (str(secret.get("name")), str(secret.get("key")))
     return out
