@@ -21,6 +21,7 @@ from saferlhf.runners.common.judge_config import (
     KeywordJudge,
     check_judges,
     expand_judges,
+    judges_json_schema,
 )
 
 STAGE_KINDS = ("sft", "reward", "cost", "ppo_lag", "evaluate", "collect")
@@ -271,7 +272,7 @@ class EvaluateParams(Frozen):
     judges: list[JudgeSpec] = Field(
         default_factory=lambda: list[JudgeSpec]([CostModelJudge(name="cost_model"),
                                                  KeywordJudge(name="keyword")]),
-        min_length=1,
+        min_length=1, json_schema_extra=judges_json_schema,
         description="Judges, each {name, kind, settings} (kinds: keyword, cost_model, synthetic, "
         "llm, classifier; docs/evaluation.md); a bare kind is shorthand for {kind: <kind>}. "
         "Default [cost_model, keyword].",

@@ -60,7 +60,7 @@ class ApiKeyRef(_Frozen):
 
 class _Judge(_Frozen):
     name: str = Field(
-        pattern=JUDGE_NAME,
+        pattern=JUDGE_NAME, json_schema_extra={"doc_default": "the kind"},
         description="Results key and Prometheus `judge` label (default: the kind). Lower case, "
         "digits, `_`, `-`; at most 32 characters.",
     )
@@ -68,8 +68,8 @@ class _Judge(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _name_defaults_to_kind(cls, value: Any) -> Any:
-        if isinstance(value, dict) and "name" not in value and "kind" in value:
-            return {**value, "name": value["kind"]}
+        if isinstance(value, dict) and "name" not in value:
+            return {**value, "name": value.get("kind", cls.model_fields["kind"].default)}
         return value
 
 
@@ -208,6 +208,13 @@ JudgeSpec = Annotated[
     KeywordJudge | CostModelJudge | SyntheticJudge | LLMJudge | ClassifierJudge,
     Field(discriminator="kind"),
 ]
+
+
+def judges_json_schema(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a judges list also accepts the bare-kind shorthand (`- keyword`)."""
+    items = schema.get("items")
+    if isinstance(items, dict):
+        schema["items"] = {"anyOf": [{"type": "string", "enum": list(KINDS)}, items]}
 
 
 def expand_judges(value: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 from saferlhf.service.errors import FieldViolation
 from saferlhf.service.spec.yamlmap import Loc, dotted, line_of
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[4]  # service/saferlhf/service/spec/paths.py
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 

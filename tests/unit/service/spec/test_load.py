@@ -393,3 +393,15 @@ def test_the_worsened_flag_is_a_known_gate_metric() -> None:
     found = violations(to_yaml(doc))
     assert "did you mean 'eval/worsened'" in found["spec.gates[0].metric"][0]
     assert "spec.gates[1].metric" not in found
+
+
+def test_a_classifier_judge_folder_must_exist_for_the_local_executor(tmp_path) -> None:
+    text = _with_judges(["keyword", {"kind": "classifier", "path": "no-such-model"}])
+    found = violations(text, source_dir=str(tmp_path))
+    description, line = found["spec.stages.eval.judges[1].path"]
+    assert "config.json" in description and line == line_no(text, "no-such-model")
+    (tmp_path / "cls").mkdir()
+    (tmp_path / "cls" / "config.json").write_text("{}")
+    job = load_spec(_with_judges([{"kind": "classifier", "path": "cls"}]),
+                    source_dir=str(tmp_path))
+    assert job.spec.stages.eval.judges[0].path == str(tmp_path / "cls")  # made absolute
