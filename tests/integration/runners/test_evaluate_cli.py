@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.runners._eval_models import build_eval_models
 from tests.tools import ROOT
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
@@ -19,31 +20,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
-    """sft/ and v2/ policies (v2 = sft with perturbed weights), reward/ and cost/ score models
-    with random heads, all built from config (B's build_policy and ScoreModel)."""
-    import torch
-    from saferlhf.runners.common.config import ModelSpec
-    from saferlhf.runners.common.models import build_policy, save_model
-    from saferlhf.runners.common.score_model import ScoreModel
-    from saferlhf.runners.common.template import format_prompt
-    from saferlhf.runners.synthetic import dataset
-
-    root = tmp_path_factory.mktemp("evaluate")
-    texts = [format_prompt(r.prompt, "") + r.response for r in dataset("sft", size=120, seed=0)]
-    spec = ModelSpec(path="builtin:tiny-gpt2", n_layer=1, n_embd=32, n_head=2, vocab_size=256,
-                     max_position_embeddings=96)
-    torch.manual_seed(0)
-    model, tokenizer = build_policy(spec, texts)
-    save_model(model, tokenizer, root / "sft")
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    save_model(model, tokenizer, root / "v2")
-    for kind in ("reward", "cost"):
-        score = ScoreModel.from_policy(model, score_type=kind)
-        torch.nn.init.normal_(score.score_head.weight, std=1.0)
-        score.save_pretrained(root / kind, tokenizer)
-    return root
+    """sft/ and v2/ policies, reward/ and cost/ score models with random heads (_eval_models)."""
+    return build_eval_models(tmp_path_factory.mktemp("evaluate"))
 
 
 def write_prompts(path: Path) -> Path:

@@ -129,7 +129,10 @@ def _score(path: str, rows: list[Judged], prompts: list[Prompt], batch_size: int
 
 
 def _arenas(rows: list[Judged], versions: list[str], seed: int) -> dict:
-    """One arena per available per-response verdict (module docstring of arena.py)."""
+    """One arena per available per-response verdict (module docstring of arena.py); none with
+    fewer than two versions."""
+    if len(versions) < 2:
+        return {}
     by_version = {v: sorted((r for r in rows if r.version == v), key=lambda r: r.key)
                   for v in versions}
 
