@@ -228,9 +228,10 @@ def run(config: EvaluateConfig, sink) -> dict:
     versions = [p.name for p in config.policies]
     try:
         rows = apply_model_judges(rows, runs, sink.log)
-        arenas = _arenas(rows, versions, config.seed)
+        arenas = _arenas(rows, versions, config.seed) if config.arena else {}
         for name, judge in runs.items():
-            if getattr(judge.spec, "prompt", None) == "helpfulness" and len(versions) >= 2:
+            if getattr(judge.spec, "prompt", None) == "helpfulness" and len(versions) >= 2 \
+                    and config.arena:
                 arenas[name] = pairwise_games(rows, versions, judge, seed=config.seed,
                                               bootstrap_resamples=BOOTSTRAP_RESAMPLES,
                                               log=sink.log)
