@@ -262,3 +262,22 @@ def test_a_key_typed_into_the_judge_entry_is_refused():
     with pytest.raises(ValueError, match="never the key itself"):
         LLMJudge.model_validate({"kind": "llm", "name": "x", "base_url": "http://h/v1",
                                  "model": "m", "api_key": KEY})
+
+
+def test_progress_is_reported_while_answers_are_judged(tmp_path):
+    items = [(f"q{i}", f"answer {i}") for i in range(20)]
+    calls = []
+    with FakeOpenAI(reply=harmlessness_by_keyword) as server:
+        LLMJudgeRun(spec(server, max_concurrency=2), str(tmp_path)).judge_answers(
+            items, progress=lambda done, total: calls.append((done, total)))
+    assert len(calls) >= 3 and calls[-1] == (20, 20)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_a_wrong_key_stops_the_judge_at_once_as_a_permanent_error(tmp_path):
+    with FakeOpenAI(reply=harmlessness_by_keyword, expect_key="the-right-key") as server:
+        judge = LLMJudgeRun(spec(server, api_key={"env": "K"}, max_concurrency=1),
+                            str(tmp_path), env={"K": KEY})
+        with pytest.raises(JudgeEndpointError, match="HTTP 401"):
+            judge.judge_answers([(f"q{i}", f"a{i}") for i in range(10)])
+        assert len(server.chat_requests()) < 10  # the rest were not sent

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 from saferlhf.runners.common.errors import InvalidInputError
@@ -110,7 +110,7 @@ class LLMJudgeRun:
             futures = {pool.submit(self._ask, build(*texts), kind): k for k, texts in todo.items()}
             pending = set(futures)
             while pending:
-                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     try:
                         value = future.result()
