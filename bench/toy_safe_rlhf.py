@@ -206,7 +206,7 @@ def harmful_by_template(responses_path: Path, version: str) -> dict[str, float |
         prompt = str(row.get("prompt", ""))
         subset = next((k for k, m in HELDOUT_MARKERS.items() if prompt.startswith(m)), "combo")
         n = counts.setdefault(subset, [0, 0])
-        n[0] += bool(row.get("synthetic_harmful"))
+        n[0] += bool(row.get("verdicts", {}).get("synthetic", {}).get("harmful"))
         n[1] += 1
     return {k: (h / n if n else None) for k, (h, n) in sorted(counts.items())}
 

@@ -154,9 +154,41 @@ def panels() -> list[dict[str, Any]]:
         ("histogram_quantile(0.99, sum by (le, method) "
          "(rate(saferlhf_grpc_request_duration_seconds_bucket[$__rate_interval])))",
          "{{method}}")], (16, 66, 8, 8), unit="s"))
+    out += evaluation_panels(74)
     for i, p in enumerate(out, start=1):
         p["id"] = i
     return out
+
+
+def evaluation_panels(y: int) -> list[dict[str, Any]]:
+    """Harm per category (the bounded vocabulary of saferlhf.runners.common.harm_categories),
+    the tails, and the worse-than-before flag of the evaluate stages."""
+    return [
+        _row("Evaluation: harm per category, tails, regressions", y),
+        _panel("bargauge", "Harmful rate by category (latest evaluated version)", [
+            (f"max by (category, judge) (saferlhf_category_harmful_ratio{{{SEL}}})",
+             "{{category}} ({{judge}})"),
+        ], (0, y + 1, 12, 10), unit="percentunit",
+            description="Per harm category of the red-team sets, per judge, for the newest "
+            "version of the latest evaluate stage; benign = prompts labelled safe.",
+            options={"orientation": "horizontal", "displayMode": "gradient",
+                     "showUnfilled": True}),
+        _panel("timeseries", "Prompts with a harmful sample, per round and judge", [
+            (f"max by (round, judge) (saferlhf_harmful_prompt_ratio{{{SEL}}})",
+             "round {{round}} {{judge}}"),
+        ], (12, y + 1, 12, 5), unit="percentunit",
+            description="Tail: share of evaluation prompts where at least one sampled answer "
+            "was judged harmful (worst of samples_per_prompt)."),
+        _panel("timeseries", "p95 cost of evaluation answers", [
+            (f"max by (round) (saferlhf_eval_cost_p95{{{SEL}}})", "round {{round}}"),
+        ], (12, y + 6, 6, 5), description="95th percentile of the cost-model score; above 0 "
+            "means more than 5% of answers are judged harmful by the cost model."),
+        _panel("state-timeline", "Round worse than the one before", [
+            (f"max by (saferlhf_job, round) (saferlhf_round_worsened{{{SEL}}})",
+             "{{saferlhf_job}} r{{round}}"),
+        ], (18, y + 6, 6, 5), description="1 when the evaluate stage found the newest round "
+            "worse than the round before (harm up or helpfulness down; gate on eval/worsened)."),
+    ]
 
 
 def dashboard() -> dict[str, Any]:

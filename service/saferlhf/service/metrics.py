@@ -23,6 +23,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from saferlhf.runners.common.harm_categories import bounded
 from saferlhf.service import metrics_http
 from saferlhf.service.metrics_catalog import BY_NAME, CATALOG, TRAIN_LABELS
 from saferlhf.service.metrics_series import TrainingSeries
@@ -49,7 +50,10 @@ def route(key: str) -> tuple[str, dict[str, str]] | None:
     """Which gauge a runner metric key feeds, and with which extra labels (None: not exported).
 
     train/lambda → saferlhf_lagrange_multiplier; train/harmful_rate → saferlhf_harmful_ratio
-    {judge="train"}; eval/harmful_rate/<judge> → {judge=<judge>}; guard/<name> →
+    {judge="train"}; eval/harmful_rate/<judge> → {judge=<judge>};
+    eval/category_harmful_rate/<judge>/<category> → saferlhf_category_harmful_ratio{judge,
+    category} with the category bounded by the harm vocabulary (anything else → "other");
+    eval/prompt_harmful_share/<judge> → saferlhf_harmful_prompt_ratio{judge}; guard/<name> →
     saferlhf_guard_active{guard=<name>}."""
     if key in _PLAIN_SOURCES:
         return _PLAIN_SOURCES[key], {}
@@ -57,6 +61,15 @@ def route(key: str) -> tuple[str, dict[str, str]] | None:
         return "saferlhf_harmful_ratio", {"judge": "train"}
     if key.startswith("eval/harmful_rate/") and len(key) > len("eval/harmful_rate/"):
         return "saferlhf_harmful_ratio", {"judge": key[len("eval/harmful_rate/"):]}
+    if key.startswith("eval/category_harmful_rate/"):
+        judge, _, category = key[len("eval/category_harmful_rate/"):].partition("/")
+        if judge and category:
+            return "saferlhf_category_harmful_ratio", {"judge": judge,
+                                                       "category": bounded(category)}
+        return None
+    if key.startswith("eval/prompt_harmful_share/") and len(key) > len(
+            "eval/prompt_harmful_share/"):
+        return "saferlhf_harmful_prompt_ratio", {"judge": key[len("eval/prompt_harmful_share/"):]}
     if key.startswith("guard/") and len(key) > len("guard/"):
         return "saferlhf_guard_active", {"guard": key[len("guard/"):]}
     return None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.runners._eval_models import build_eval_models
 from tests.tools import ROOT
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
@@ -19,31 +20,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
-    """sft/ and v2/ policies (v2 = sft with perturbed weights), reward/ and cost/ score models
-    with random heads, all built from config (B's build_policy and ScoreModel)."""
-    import torch
-    from saferlhf.runners.common.config import ModelSpec
-    from saferlhf.runners.common.models import build_policy, save_model
-    from saferlhf.runners.common.score_model import ScoreModel
-    from saferlhf.runners.common.template import format_prompt
-    from saferlhf.runners.synthetic import dataset
-
-    root = tmp_path_factory.mktemp("evaluate")
-    texts = [format_prompt(r.prompt, "") + r.response for r in dataset("sft", size=120, seed=0)]
-    spec = ModelSpec(path="builtin:tiny-gpt2", n_layer=1, n_embd=32, n_head=2, vocab_size=256,
-                     max_position_embeddings=96)
-    torch.manual_seed(0)
-    model, tokenizer = build_policy(spec, texts)
-    save_model(model, tokenizer, root / "sft")
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    save_model(model, tokenizer, root / "v2")
-    for kind in ("reward", "cost"):
-        score = ScoreModel.from_policy(model, score_type=kind)
-        torch.nn.init.normal_(score.score_head.weight, std=1.0)
-        score.save_pretrained(root / kind, tokenizer)
-    return root
+    """sft/ and v2/ policies, reward/ and cost/ score models with random heads (_eval_models)."""
+    return build_eval_models(tmp_path_factory.mktemp("evaluate"))
 
 
 def write_prompts(path: Path) -> Path:
@@ -100,13 +78,15 @@ def test_evaluate_reports_judges_arena_and_plots_for_every_version(models, tmp_p
         sum(a["cost"] > 0 for a in judged) / len(judged))
     harmful_prompts = [a for a in latest if a["is_harmful_prompt"]]
     assert result["eval/harmful_rate/keyword"] == pytest.approx(
-        sum(not a["refusal"] for a in harmful_prompts) / len(harmful_prompts))
+        sum(not a["verdicts"]["keyword"]["refusal"] for a in harmful_prompts)
+        / len(harmful_prompts))
     assert result["eval/reward_mean"] == pytest.approx(
         sum(a["reward"] for a in latest) / len(latest))
 
     tables = result["versions"]["sft"]["sets"]
     assert set(tables) == {"synthetic:eval", "jsonl:redteam"}
-    assert set(tables["jsonl:redteam"]["categories"]) == {"crime", "homonyms", "insult"}
+    assert set(tables["jsonl:redteam"]["source_categories"]) == {"crime", "homonyms", "insult"}
+    assert set(tables["jsonl:redteam"]["categories"]) == {"crime", "harassment", "benign"}
     assert tables["jsonl:redteam"]["overall"]["harmful_rate/synthetic"] is None  # not applied
 
     arena = result["arena"]["reward"]

@@ -1,5 +1,6 @@
 """`saferlhf run SPEC` end to end with real runners: an in-process service, live plain-line
-progress (stdout is not a TTY here), a per-round report, exit 0 — and a bad spec exits 2."""
+progress (stdout is not a TTY here), a per-round report with the SFT model as round 0, exit 0 —
+and a bad spec exits 2."""
 
 from __future__ import annotations
 
@@ -32,9 +33,13 @@ def test_run_executes_a_tiny_job_and_prints_the_per_round_report(tmp_path):
     assert "stage r1/sft RUNNING" in out and "stage r1/evaluate SUCCEEDED" in out
     assert "job " in out and "SUCCEEDED" in out
     report = out[out.index("per-round report"):].splitlines()
-    header, row = report[1].split(), report[2].split()
-    assert header[:3] == ["ROUND", "harmful", "helpful"]
-    assert row[0] == "1" and 0.0 <= float(row[1]) <= 1.0 and 0.0 <= float(row[2]) <= 1.0
+    header, sft, round_1 = report[1].split(), report[2].split(), report[3].split()
+    assert header[:6] == ["ROUND", "model", "harmful", "Δ", "helpful", "Δ"]
+    # round 0 is the SFT model, measured by the same eval stage as round 1
+    assert sft[:2] == ["0", "sft"] and 0.0 <= float(sft[2]) <= 1.0 and sft[3] == "-"
+    assert round_1[:2] == ["1", "round-1"] and 0.0 <= float(round_1[2]) <= 1.0
+    assert float(round_1[3]) == pytest.approx(float(round_1[2]) - float(sft[2]), abs=2e-3)
+    assert "measured together by r1/evaluate" in out
     assert (tmp_path / ".saferlhf" / "state.db").exists()
     assert "Traceback" not in result.stderr
 

@@ -38,6 +38,26 @@ def test_runner_keys_are_routed_per_the_catalog() -> None:
     assert route("train/loss") is None and route("eval/harmful_rate/") is None
 
 
+def test_category_harm_rates_get_a_category_label_bounded_by_the_vocabulary() -> None:
+    assert route("eval/category_harmful_rate/gpt/cybercrime") == (
+        "saferlhf_category_harmful_ratio", {"judge": "gpt", "category": "cybercrime"})
+    assert route("eval/category_harmful_rate/gpt/made-up-category") == (
+        "saferlhf_category_harmful_ratio", {"judge": "gpt", "category": "other"})
+    assert route("eval/category_harmful_rate/gpt") is None
+    assert route("eval/prompt_harmful_share/cost_model") == (
+        "saferlhf_harmful_prompt_ratio", {"judge": "cost_model"})
+    assert route("eval/cost_p95") == ("saferlhf_eval_cost_p95", {})
+    assert route("eval/worsened") == ("saferlhf_round_worsened", {})
+    registry = CollectorRegistry()
+    m = Metrics(registry)
+    values = {f"eval/category_harmful_rate/kw/{c}-{i}": 0.5 for i in range(50) for c in "ab"}
+    m.observe_event(job_id="j-1", project="p", round=2, kind="evaluate", now=1.0,
+                    event={"type": "metrics", "step": 0, "values": values})
+    text = generate_latest(registry).decode()
+    series = [ln for ln in text.splitlines() if ln.startswith("saferlhf_category_harmful_ratio{")]
+    assert len(series) == 1 and 'category="other"' in series[0]  # 100 keys, one bounded series
+
+
 def test_metric_events_set_the_training_gauges() -> None:
     registry = CollectorRegistry()
     m = Metrics(registry)

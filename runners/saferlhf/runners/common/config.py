@@ -14,7 +14,15 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from saferlhf.runners.common.judge_config import (
+    CostModelJudge,
+    JudgeSpec,
+    KeywordJudge,
+    check_judges,
+    expand_judges,
+    judges_json_schema,
+)
 
 STAGE_KINDS = ("sft", "reward", "cost", "ppo_lag", "evaluate", "collect")
 StageKind = Literal["sft", "reward", "cost", "ppo_lag", "evaluate", "collect"]
@@ -35,6 +43,9 @@ DataFormat = Literal[
     "xstest",  # XSTest prompts/completions CSV (derived safety pairs, marked derived)
     "safe_rlhf_eval",  # the paper's red-team prompts (problem.json: prompt, category)
     "advbench",  # AdvBench harmful behaviours CSV (prompt-only)
+    "harmbench",  # HarmBench behaviours CSV (prompt-only; SemanticCategory)
+    "strongreject",  # StrongREJECT forbidden prompts CSV (prompt-only; category)
+    "jailbreakbench",  # JailbreakBench JBB-Behaviors CSV (prompt-only; benign-behaviors = safe)
     "jsonl",  # generic JSONL; `kind` says which record type each row is
 ]
 RecordKind = Literal["supervised", "preference", "safety_preference", "prompt_only"]
@@ -331,18 +342,37 @@ class PPOLagParams(CommonParams):
         return self
 
 
-Judge = Literal["cost_model", "keyword", "synthetic"]
-
-
 class EvaluateParams(Frozen):
     prompts: list[DataSource] = Field(min_length=1, description="Evaluation prompt sets.")
-    judges: list[Judge] = Field(default_factory=lambda: list[Judge](["cost_model", "keyword"]))
+    judges: list[JudgeSpec] = Field(
+        default_factory=lambda: list[JudgeSpec]([CostModelJudge(name="cost_model"),
+                                                 KeywordJudge(name="keyword")]),
+        min_length=1, json_schema_extra=judges_json_schema,
+        description="Judges, each {name, kind, settings} (kinds: keyword, cost_model, synthetic, "
+        "llm, classifier; docs/evaluation.md); a bare kind is shorthand for {kind: <kind>}. "
+        "Default [cost_model, keyword].",
+    )
     samples_per_prompt: int = Field(default=1, gt=0)
     max_new_tokens: int = Field(default=128, gt=0)
     temperature: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=32, gt=0)
     arena: bool = Field(default=True, description="Pairwise win rates and Elo across versions.")
     plots: bool = Field(default=True, description="PNG reward/cost distributions per version.")
+    regression_tolerance: float = Field(
+        default=0.0, ge=0, le=1,
+        description="A version is flagged worse than the one before when its harmful rate rose, "
+        "or its helpfulness fell, by more than this (absolute, 0–1): eval/worsened.",
+    )
+
+    @field_validator("judges", mode="before")
+    @classmethod
+    def _judge_shorthand(cls, value: Any) -> Any:
+        return expand_judges(value)
+
+    @model_validator(mode="after")
+    def _judges_unique(self) -> EvaluateParams:
+        check_judges(self.judges)
+        return self
 
 
 class CollectParams(Frozen):
@@ -400,6 +430,10 @@ class PPOLagConfig(StageIO, PPOLagParams):
 class PolicyVersion(Frozen):
     name: str = Field(description="Display name, e.g. sft, round-1.")
     path: str = Field(description="Model folder.")
+    round: int | None = Field(
+        default=None, ge=0, description="The round that produced it (0 = the SFT or starting "
+        "model); the round report's row.",
+    )
 
 
 class EvaluateConfig(StageIO, EvaluateParams):

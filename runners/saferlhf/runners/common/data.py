@@ -4,11 +4,12 @@ raising.
     load_records(source, kind, seed=42)  -> list[Record]   # raises InvalidInputError on a bad row
     validate_source(source, kind)        -> list[str]      # every problem found, never raises
 
-File formats: pku_saferlhf, hh_rlhf, xstest, safe_rlhf_eval, advbench, jsonl (one module each
-under saferlhf.runners.common.loaders). Formats that generate their rows register through
-saferlhf.runners.common.formats (the synthetic benchmark does). Every error names the file, the
-1-based row and the field. Records keep file order; stages that want a shuffled order call
-`shuffled(records, seed)`, and `split_train_eval` carves a held-out share with a seed.
+File formats: pku_saferlhf, hh_rlhf, xstest, safe_rlhf_eval, advbench, harmbench, strongreject,
+jailbreakbench, jsonl (under saferlhf.runners.common.loaders; the red-team suites in
+prompts.py). Formats that generate their rows register through saferlhf.runners.common.formats
+(the synthetic benchmark does). Every error names the file, the 1-based row and the field.
+Records keep file order; stages that want a shuffled order call `shuffled(records, seed)`, and
+`split_train_eval` carves a held-out share with a seed.
 `hub:` sources need network access, which these runners never use: they are a clear error.
 Importable without torch (the service validates specs with it).
 """
@@ -27,7 +28,13 @@ from saferlhf.runners.common.loaders.base import Problems, require_file
 from saferlhf.runners.common.loaders.hh import load_hh
 from saferlhf.runners.common.loaders.jsonl import load_jsonl
 from saferlhf.runners.common.loaders.pku import load_pku
-from saferlhf.runners.common.loaders.prompts import load_advbench, load_safe_rlhf_eval
+from saferlhf.runners.common.loaders.prompts import (
+    load_advbench,
+    load_harmbench,
+    load_jailbreakbench,
+    load_safe_rlhf_eval,
+    load_strongreject,
+)
 from saferlhf.runners.common.loaders.xstest import load_xstest
 from saferlhf.runners.common.records import Record
 
@@ -41,6 +48,9 @@ FILE_FORMAT_KINDS: dict[str, tuple[str, ...]] = {
     "xstest": ("preference", "safety_preference", "prompt_only"),
     "safe_rlhf_eval": ("prompt_only",),
     "advbench": ("prompt_only",),
+    "harmbench": ("prompt_only",),
+    "strongreject": ("prompt_only",),
+    "jailbreakbench": ("prompt_only",),
     "jsonl": RECORD_KINDS,
 }
 _FOLDER_OK = ("xstest", "safe_rlhf_eval")
@@ -93,6 +103,9 @@ def _from_path(source: DataSource, kind: RecordKind, problems: Problems, strict:
         "xstest": lambda: load_xstest(path, kind, problems),
         "safe_rlhf_eval": lambda: load_safe_rlhf_eval(path, kind, problems),
         "advbench": lambda: load_advbench(path, kind, problems),
+        "harmbench": lambda: load_harmbench(path, kind, problems),
+        "strongreject": lambda: load_strongreject(path, kind, problems),
+        "jailbreakbench": lambda: load_jailbreakbench(path, kind, problems),
         "jsonl": lambda: load_jsonl(path, kind, problems),
     }
     return loaders[fmt]()

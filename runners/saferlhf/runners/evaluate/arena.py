@@ -188,3 +188,35 @@ def arena(verdicts: Mapping[str, Sequence[object]], compare: object, *,
         out["elo_ci95"] = bootstrap_elo_interval(verdicts, compare,
                                                  resamples=bootstrap_resamples, seed=seed)
     return out
+
+
+def position_swapped_score(first: Mapping[str, int] | None, second: Mapping[str, int] | None
+                           ) -> float | None:
+    """Version x's score against y from a pairwise judge asked twice: `first` with x as answer A,
+    `second` with x as answer B (scores {"a", "b"}). The mean of the two verdicts, so a judge that
+    only prefers a position scores a draw; None when either judgement is unparseable."""
+    if first is None or second is None:
+        return None
+    return (compare_higher(first["a"], first["b"]) + compare_higher(second["b"], second["a"])) / 2
+
+
+def games_arena(games_by_item: Mapping[object, Sequence[Game]], versions: Sequence[str], *,
+                bootstrap_resamples: int = 0, seed: int = 0, level: float = 0.95) -> dict:
+    """Win rates and Elo from games judged directly (a pairwise judge), with the same bootstrap
+    as `arena` (resampling items; every item's games go together)."""
+    items = list(games_by_item)
+    games = [g for item in items for g in games_by_item[item]]
+    out: dict = {"games": len(games), "win_rates": win_rates(games, versions),
+                 "elo": bradley_terry_elo(games, versions)}
+    if bootstrap_resamples > 0 and items:
+        rng = np.random.default_rng(seed)
+        ratings = np.zeros((bootstrap_resamples, len(versions)))
+        for b in range(bootstrap_resamples):
+            picked = rng.integers(0, len(items), size=len(items))
+            sample = [g for i in picked for g in games_by_item[items[i]]]
+            elo = bradley_terry_elo(sample, versions)
+            ratings[b] = [elo[v] for v in versions]
+        tail = (1.0 - level) / 2 * 100
+        low, high = np.percentile(ratings, [tail, 100 - tail], axis=0)
+        out["elo_ci95"] = {v: (float(low[k]), float(high[k])) for k, v in enumerate(versions)}
+    return out

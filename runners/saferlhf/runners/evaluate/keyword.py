@@ -9,7 +9,7 @@ nothing).
 Uses (docs/evaluation.md): on a harmful prompt, harmful = not refused; on a safe prompt, a refusal
 is an over-refusal. The phrase list was tuned on two XSTest completion files only and its
 agreement with XSTest's human labels is measured on the other three
-(scripts/keyword_judge_agreement.py → docs/results/keyword_judge_xstest.json).
+(scripts/judge_agreement.py → docs/results/judge_agreement_xstest.json).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from saferlhf.service.cli import constraint, render
+from saferlhf.service.cli import constraint, render, report
 from saferlhf.service.cli.client import EXIT_FAILED, Client, CliError
 from saferlhf.service.cli.watch import LiveView
 from saferlhf.v1 import job_service_pb2 as api
@@ -57,6 +57,6 @@ def final_report(out: TextIO, got: Any, client: Client | None = None) -> None:
     block = constraint.constraints_block(got.stages, metrics)
     if block:
         print_line(out, "\nsafety constraint (PPO-Lagrangian):\n" + block)
-    if render.has_report(got.stages, metrics):
-        print_line(out, "\nper-round report (harmful and helpful rates on held-out prompts):\n"
-               + render.round_report(got.stages, metrics))
+    if report.has_report(got.stages, metrics):
+        print_line(out, "\nper-round report (harmful and helpful rates on held-out prompts; "
+                   "round 0 = the starting model):\n" + report.round_report(got.stages, metrics))

@@ -1,28 +1,19 @@
 """How the CLI shows things: `-o json|yaml` documents, tables, a job with its stages and
-progress bars, and the per-round report (harmful rate, helpfulness, λ, reward, cost)."""
+progress bars, and the per-round report (report.py)."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
 from google.protobuf.json_format import MessageToDict
 from saferlhf.service.cli.constraint import condition_lines, constraints, constraints_block
+from saferlhf.service.cli.report import has_report, round_report
+from saferlhf.service.cli.tables import fmt_value, table
 from saferlhf.v1 import resources_pb2 as pb
-
-# Metrics the live view and the report show, in order: (label, metric keys tried in turn).
-ROUND_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("harmful", ("eval/harmful_rate",)),
-    ("helpful", ("eval/helpfulness",)),
-    ("over-refusal", ("eval/over_refusal_rate",)),
-    ("λ", ("train/lambda",)),
-    ("reward", ("train/reward",)),
-    ("cost", ("train/cost",)),
-    ("train harmful", ("train/harmful_rate",)),
-)
 
 
 def to_data(msg: Any) -> dict[str, Any]:
@@ -72,13 +63,6 @@ def gate_state(number: int) -> str:
     return state_name(pb.GateState, number)
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in [header, *rows]]
-    return "\n".join(lines)
-
-
 def age(ts: Any, now: float | None = None) -> str:
     if not ts.seconds:
         return "-"
@@ -98,45 +82,6 @@ def bar(ratio: float, width: int = 20) -> str:
     ratio = min(1.0, max(0.0, ratio))
     filled = int(round(ratio * width))
     return "[" + "#" * filled + "." * (width - filled) + f"] {ratio * 100:3.0f}%"
-
-
-def fmt_value(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.3f}" if abs(value) < 1000 else f"{value:.4g}"
-
-
-def per_round(stages: Iterable[pb.Stage],
-              metrics: Mapping[str, Mapping[str, float]]) -> dict[int, dict[str, float]]:
-    """round → {metric key: last value} merged over the round's stages (later stages win)."""
-    rounds: dict[int, dict[str, float]] = {}
-    for s in stages:
-        merged = rounds.setdefault(s.round, {})
-        result = json.loads(s.result_json) if s.result_json else {}
-        merged.update({k: float(v) for k, v in result.items()
-                       if isinstance(v, int | float) and not isinstance(v, bool)})
-        merged.update(metrics.get(s.id, {}))
-    return rounds
-
-
-def has_report(stages: Iterable[pb.Stage], metrics: Mapping[str, Mapping[str, float]]) -> bool:
-    """Whether any round has a value for any report column."""
-    keys = {k for _, ks in ROUND_COLUMNS for k in ks}
-    return any(keys & set(v) for v in per_round(stages, metrics).values())
-
-
-def round_report(stages: Iterable[pb.Stage],
-                 metrics: Mapping[str, Mapping[str, float]]) -> str:
-    rounds = per_round(stages, metrics)
-    header = ["ROUND", *(label for label, _ in ROUND_COLUMNS)]
-    rows = []
-    for r in sorted(rounds):
-        values = rounds[r]
-        row = [str(r)]
-        for _, keys in ROUND_COLUMNS:
-            row.append(fmt_value(next((values[k] for k in keys if k in values), None)))
-        rows.append(row)
-    return table(rows, header)
 
 
 def latest_metrics(msgs: Iterable[pb.MetricPoint]) -> dict[str, dict[str, float]]:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
-from saferlhf.service.cli import constraint, render
+from saferlhf.service.cli import constraint, render, report
 from saferlhf.v1 import resources_pb2 as pb
 
 # The metrics a plain line shows for a metrics event (short label, key).
@@ -155,8 +155,8 @@ class LiveView:
         block = constraint.constraints_block(stages, self.metrics)
         if block:
             parts += ["", block]
-        if render.has_report(stages, self.metrics):
-            parts += ["", render.round_report(stages, self.metrics)]
+        if report.has_report(stages, self.metrics):
+            parts += ["", report.round_report(stages, self.metrics)]
         return "\n".join(parts)
 
     def draw(self, force: bool = False) -> None:

@@ -29,6 +29,9 @@ class LaunchSpec:
     config_path: str  # stage.json (inside the artifacts root)
     output_dir: str
     env: Mapping[str, str] = field(default_factory=dict)  # SAFERLHF_* and HF_HUB_OFFLINE …
+    # env var -> (Secret name, key) set from a user's Secret (Kubernetes only; e.g. a judge's API
+    # key): the value never passes through the service. Locally the service's own env holds it.
+    secret_env: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     resources: Resources = field(default_factory=Resources)
     image: str = ""  # Kubernetes only
     log_path: str = ""  # local only: where stage.log goes (default output_dir/stage.log)

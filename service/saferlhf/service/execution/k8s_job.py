@@ -11,7 +11,8 @@ One attempt becomes:
 - for multi-node attempts a headless Service (`clusterIP: None`, `publishNotReadyAddresses`)
   that gives the pods those DNS names;
 - a Secret holding the env values that are credentials (the stage token), referenced by
-  `secretKeyRef` so it never appears in the Job object.
+  `secretKeyRef` so it never appears in the Job object; env values from the user's own Secrets
+  (`LaunchSpec.secret_env`, e.g. an llm judge's API key) are referenced the same way.
 
 The command is always a list: values never pass through a shell. `$(JOB_COMPLETION_INDEX)` is
 Kubernetes' own env expansion (the Job controller injects that variable), not a shell.
@@ -49,6 +50,8 @@ MAX_JOB_NAME = 52  # pods of an Indexed Job are named <job>-<index>-<5 chars>; h
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
+_SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,12 @@ def validate_spec(spec: LaunchSpec) -> None:
     for key in spec.env:
         if not _ENV_NAME.match(key):
             raise ValueError(f"env: {key!r} is not a valid environment variable name")
+    for key, (secret, secret_key) in spec.secret_env.items():
+        if not _ENV_NAME.match(key) or key in spec.env or key in SECRET_ENV_KEYS:
+            raise ValueError(f"secret_env: {key!r} is not a free environment variable name")
+        if not _SECRET_NAME.match(secret) or not _SECRET_KEY.match(secret_key):
+            raise ValueError(f"secret_env: {key!r} names an invalid Secret reference "
+                             f"{secret!r}/{secret_key!r}")
     if not spec.config_path or "\n" in spec.config_path:
         raise ValueError(f"config_path: expected a file path, got {spec.config_path!r}")
 
@@ -235,6 +244,9 @@ def _env(spec: LaunchSpec, opts: K8sJobOptions) -> list[dict[str, Any]]:
             out.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
         else:
             out.append({"name": key, "value": str(values[key])})
+    for key, (secret, secret_key) in sorted(spec.secret_env.items()):  # the user's own Secrets
+        out.append({"name": key, "valueFrom": {"secretKeyRef": {"name": secret,
+                                                                "key": secret_key}}})
     # Writable places under a read-only root filesystem (both on the /tmp emptyDir).
     out.append({"name": "HOME", "value": "/tmp"})
     out.append({"name": "TORCH_EXTENSIONS_DIR", "value": "/tmp/torch_extensions"})

@@ -4,7 +4,8 @@ Round 1:   sft → (reward ∥ cost) → ppo_lag → eval
 Round r≥2: collect (policy of round r−1) → (reward ∥ cost) on the base data plus every labelled
            set collected in rounds 2..r, initialised from the SFT model as the reference does →
            ppo_lag (actor = round r−1's policy, reference = the SFT model, always) → eval
-           (policies: sft and every round so far, so the arena compares versions).
+           (policies: sft and every round so far, so the arena compares versions and the
+           round report shows the SFT model as round 0 beside every round, measured together).
 A stage given with `use:` is planned as skipped: its path stands in for its output downstream.
 Pure: no I/O; stage.json content is returned, the scheduler writes it.
 """
@@ -187,7 +188,7 @@ class _Planner:
         stages = self.spec.stages
         sft = self.add(1, "sft", stages.sft, _params(stages.sft),
                        {"model": self.spec.model.model_dump()}, [])
-        policies = [("sft", sft)]
+        policies = [("sft", sft)]  # every eval answers with all of these: round 0 = sft
         collected: list[str] = []
         for r in range(1, self.spec.rounds.count + 1):
             upstream = [sft]
@@ -252,8 +253,8 @@ class _Planner:
     def evaluate(self, r: int, policies: list[tuple[str, str]], scorers: dict[str, str]) -> str:
         stage = self.spec.stages.eval
         inputs = {
-            "policies": [PolicyVersion(name=name, path=self.model_of(sid)).model_dump()
-                         for name, sid in policies],
+            "policies": [PolicyVersion(name=name, path=self.model_of(sid), round=i).model_dump()
+                         for i, (name, sid) in enumerate(policies)],
             "reward_model_path": self.model_of(scorers["reward"]),
             "cost_model_path": self.model_of(scorers["cost"]),
         }

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from saferlhf.runners.common.judge_config import secret_env_of
 from saferlhf.service.events import EventIngestor
 from saferlhf.service.execution.base import Executor, LaunchSpec, RunState, RunStatus
 from saferlhf.service.scheduler import gates as gate_rules
@@ -408,6 +409,7 @@ class Scheduler:
             attempt_id=attempt.id, job_id=job.id, job_name=job.name, project=job.project,
             round=stage.round, stage=stage.id, kind=stage.kind, attempt=attempt.number,
             config_path=str(config_path), output_dir=str(out), env=env,
+            secret_env=secret_env_of(stage.config),
             resources=resources_of(stage.resources), image=self.config.image,
         )
         try:

@@ -31,7 +31,8 @@ KNOWN_METRICS = frozenset(
      if key.strip().startswith(("train/", "eval/")) and "<" not in key]
     + ["eval/harmful_rate", "eval/reward_mean", "eval/reward_std", "eval/cost_mean",
        "eval/cost_std", "eval/loss", "train/loss", "train/accuracy", "train/accuracy_sign",
-       "train/shaped_reward"]
+       "train/shaped_reward", "eval/harmful_rate_delta", "eval/helpfulness_delta",
+       "eval/win_rate_vs_previous"]
 )
 HUB_OFF = ("the service has no hub access (air-gapped or HF_HUB_OFFLINE); download it and "
            "give a local `path:` instead")
@@ -119,6 +120,14 @@ def _models(job: JobSpec, at: Any, *, check_data: bool, allow_hub: bool) -> list
         elif check_data and os.path.isabs(model.path) and not os.path.isdir(model.path):
             out.append(at((*loc, "path"), f"no such model folder: {model.path} (a hub id "
                           "needs a pinned `revision:`)"))
+    evaluation = job.spec.stages.eval
+    for index, judge in enumerate(evaluation.judges if evaluation is not None else []):
+        path = getattr(judge, "path", None)
+        if path and check_data and job.spec.executor == "local" \
+                and not os.path.isfile(os.path.join(path, "config.json")):
+            out.append(at(("spec", "stages", "eval", "judges", index, "path"),
+                          f"no model folder with a config.json at {path} (the classifier "
+                          "judge reads a local Hugging Face model)"))
     for stage in ("sft", "reward", "cost", "ppo_lag"):
         params = getattr(job.spec.stages, stage)
         if isinstance(params, UsedStage) and check_data and job.spec.executor == "local" \

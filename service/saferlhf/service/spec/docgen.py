@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
+from saferlhf.runners.common import judge_config as jc
 from saferlhf.runners.common.config import (
     LoraSpec,
     OptimSpec,
@@ -35,7 +36,14 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("ppo_lag.rollout", RolloutParams), ("optim / actor_optim / critic_optim", OptimSpec),
     ("sft.lora / ppo_lag.lora (LoRA on a policy)", PolicyLoraSpec),
     ("ppo_lag.critic_lora / reward.lora / cost.lora (LoRA on a score model)", LoraSpec),
-    ("spec.stages.eval", m.EvalStage), ("spec.stages.collect", m.CollectStage),
+    ("spec.stages.eval", m.EvalStage),
+    ("eval.judges[] kind: keyword", jc.KeywordJudge),
+    ("eval.judges[] kind: cost_model", jc.CostModelJudge),
+    ("eval.judges[] kind: synthetic", jc.SyntheticJudge),
+    ("eval.judges[] kind: llm", jc.LLMJudge), ("llm api_key", jc.ApiKeyRef),
+    ("api_key.secret", jc.SecretKeyRef),
+    ("eval.judges[] kind: classifier", jc.ClassifierJudge),
+    ("spec.stages.collect", m.CollectStage),
     ("Data sources (data, eval_data, prompts, ptx_data, eval_prompts)", m.DataSource),
     ("spec.rounds", m.RoundsSpec), ("spec.rounds.collect", m.CollectRoundSpec),
     ("spec.gates[]", m.GateSpec), ("spec.retries", m.RetrySpec),
@@ -45,17 +53,24 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
 
 def _type_name(tp: Any) -> str:
     text = repr(tp) if typing.get_origin(tp) else getattr(tp, "__name__", repr(tp))
+    if "JudgeSpec" in text or "KeywordJudge" in text:
+        return "list of judges (a kind, or {name, kind, …} below)"
     for noise in ("typing.", "saferlhf.runners.common.config.", "saferlhf.service.spec.models.",
-                  "NoneType"):
+                  "saferlhf.runners.common.judge_config.", "NoneType"):
         text = text.replace(noise, "None" if noise == "NoneType" else "")
     return text.replace("|", "\\|")
 
 
 def _default(field: Any) -> str:
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    if "doc_default" in extra:
+        return str(extra["doc_default"])
     if field.is_required():
         return "**required**"
     if field.default_factory is not None:
         value = field.default_factory()
+        if isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
+            return "`[" + ", ".join(str(getattr(v, "name", type(v).__name__)) for v in value) + "]`"
         if isinstance(value, BaseModel):
             changed = value.model_dump(exclude_defaults=True)
             return f"its defaults, except `{changed}`" if changed else "its defaults"

@@ -9,6 +9,7 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from saferlhf.runners.common.judge_config import KINDS as JUDGE_KINDS
 from saferlhf.service.errors import FieldViolation
 from saferlhf.service.spec import models as m
 from saferlhf.service.spec.models import STAGE_TAGS, JobSpec
@@ -16,12 +17,15 @@ from saferlhf.service.spec.yamlmap import Loc, dotted, line_of
 
 
 def clean_loc(loc: tuple[Any, ...]) -> Loc:
-    """Drop the tagged-union markers pydantic inserts (`spec.stages.sft.params.data` → `…sft.data`)
-    and the model-validator marker."""
+    """Drop the tagged-union markers pydantic inserts (`spec.stages.sft.params.data` → `…sft.data`,
+    `…eval.judges.0.llm.model` → `…judges.0.model`) and the model-validator marker."""
     out: list[str | int] = []
     for index, part in enumerate(loc):
         if index == 3 and loc[:2] == ("spec", "stages") and loc[2] in m.USABLE_STAGES \
                 and part in STAGE_TAGS:
+            continue
+        if index >= 2 and loc[index - 2] == "judges" and isinstance(loc[index - 1], int) \
+                and part in JUDGE_KINDS:
             continue
         out.append(part if isinstance(part, int) else str(part))
     return tuple(out)

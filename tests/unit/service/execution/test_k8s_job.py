@@ -258,3 +258,31 @@ def test_with_tls_the_runner_gets_the_services_ca_mounted_read_only():
     assert mount["readOnly"] is True and env["SAFERLHF_EVENTS_CA"].startswith(mount["mountPath"])
     for version in ("1.29", "1.33"):
         kubernetes_validate.validate(job, version, strict=True)
+
+
+def test_a_judge_api_key_comes_from_the_users_secret_by_reference():
+    spec = _spec(kind="evaluate", secret_env={"JUDGE_API_KEY": ("judge-creds", "api-key")})
+    objs = build_objects(spec, OPTS)
+    env = {e["name"]: e for e in objs[-1]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["JUDGE_API_KEY"] == {"name": "JUDGE_API_KEY", "valueFrom": {
+        "secretKeyRef": {"name": "judge-creds", "key": "api-key"}}}
+    secret = next(o for o in objs if o["kind"] == "Secret")
+    assert "JUDGE_API_KEY" not in secret["stringData"]  # the service never holds the key
+    for bad in ({"HF_HUB_OFFLINE": ("s", "k")}, {"K": ("Bad_Name", "k")}, {"K": ("s", "a b")}):
+        with pytest.raises(ValueError, match="secret_env"):
+            build_job(_spec(secret_env=bad), OPTS)
+
+
+def test_the_scheduler_reads_secret_references_from_the_eval_stage_config():
+    from saferlhf.runners.common.config import EvaluateParams
+    from saferlhf.runners.common.judge_config import secret_env_of
+
+    params = EvaluateParams.model_validate({
+        "prompts": [{"format": "synthetic", "split": "eval"}],
+        "judges": ["keyword", {"kind": "llm", "name": "gpt", "base_url": "https://api/v1",
+                               "model": "m", "api_key": {"env": "JUDGE_API_KEY", "secret": {
+                                   "name": "judge-creds", "key": "api-key"}}},
+                   {"kind": "llm", "name": "local", "base_url": "http://vllm/v1", "model": "m",
+                    "api_key": {"env": "LOCAL_KEY"}}]})
+    assert secret_env_of(params.model_dump()) == {"JUDGE_API_KEY": ("judge-creds", "api-key")}
+    assert secret_env_of({"kind": "sft"}) == {}

@@ -78,11 +78,12 @@ def test_later_rounds_retrain_on_base_data_plus_every_collected_set_from_the_sft
         assert {"r2/collect", "r3/collect"} <= set(plan.stage(f"r3/{kind}").depends_on)
 
 
-def test_eval_compares_sft_with_every_round_so_far() -> None:
+def test_eval_compares_sft_as_round_0_with_every_round_so_far() -> None:
     plan = _plan(_rounds(3))
     for r in (1, 2, 3):
-        names = [p["name"] for p in plan.stage(f"r{r}/evaluate").config["policies"]]
-        assert names == ["sft"] + [f"round-{i}" for i in range(1, r + 1)]
+        policies = plan.stage(f"r{r}/evaluate").config["policies"]
+        assert [p["name"] for p in policies] == ["sft"] + [f"round-{i}" for i in range(1, r + 1)]
+        assert [p["round"] for p in policies] == list(range(r + 1))
 
 
 def test_every_rendered_stage_json_parses_with_the_runners_loader() -> None:

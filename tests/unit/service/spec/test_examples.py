@@ -38,7 +38,7 @@ def test_the_quickstart_passes_every_check_and_uses_a_safety_budget() -> None:
     ppo = job.spec.stages.ppo_lag
     assert ppo.threshold is None and ppo.safety_budget.max_harmful_rate == 0.02
     assert job.spec.rounds.count == 2 and job.spec.rounds.collect.labeler == "oracle"
-    assert set(job.spec.stages.eval.judges) == {"synthetic", "cost_model"}
+    assert {j.name for j in job.spec.stages.eval.judges} == {"synthetic", "cost_model"}
     plan = plan_job(job, job_id="j-q", artifacts_root="/srv/artifacts")
     assert any(g.metric == "eval/harmful_rate" for g in plan.gates)
 

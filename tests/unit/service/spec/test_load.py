@@ -371,3 +371,60 @@ def test_a_lora_target_a_builtin_model_lacks_is_rejected_at_submit_time() -> Non
     assert list(found) == ["spec.stages.ppo_lag.lora.target_modules[1]"]
     stages["ppo_lag"]["lora"] = {"target_modules": ["c_attn"], "save_merged": True}
     assert load_spec(to_yaml(doc)).spec.stages.ppo_lag.lora.save_merged
+
+
+def _with_judges(judges: list, **eval_fields: object) -> str:
+    doc = spec_dict()
+    doc["spec"]["stages"]["eval"].update({"judges": judges, **eval_fields})
+    return to_yaml(doc)
+
+
+def test_judge_entries_are_typed_by_kind_and_errors_name_the_judge_field() -> None:
+    text = _with_judges(["keyword", {"kind": "llm", "name": "gpt", "model": "m",
+                                     "base_url": "ftp://x", "max_concurrency": 0},
+                         {"kind": "classifier", "path": "/models/cls", "format": "regex"}])
+    found = violations(text)
+    assert "spec.stages.eval.judges[1].base_url" in found
+    assert "spec.stages.eval.judges[1].max_concurrency" in found
+    assert "spec.stages.eval.judges[2].format" in found
+    assert found["spec.stages.eval.judges[1].base_url"][1] == line_no(text, "ftp://x")
+    job = load_spec(_with_judges(["keyword", {"kind": "llm", "name": "gpt", "model": "m",
+                                              "base_url": "http://vllm:8000/v1"}]))
+    assert [(j.name, j.kind) for j in job.spec.stages.eval.judges] == [("keyword", "keyword"),
+                                                                        ("gpt", "llm")]
+
+
+def test_an_api_key_typed_into_the_spec_is_refused_without_echoing_it() -> None:
+    secret = "sk-live-THIS-MUST-NOT-BE-ECHOED"
+    with pytest.raises(SpecError) as info:
+        load_spec(_with_judges([{"kind": "llm", "name": "gpt", "model": "m",
+                                 "base_url": "http://h/v1", "api_key": secret}]))
+    text = str(info.value) + repr(info.value.violations)
+    assert "never the key itself" in text and "spec.stages.eval.judges[0]" in text
+    assert secret not in text
+
+
+def test_duplicate_judge_names_are_rejected() -> None:
+    found = violations(_with_judges(["keyword", {"kind": "keyword"}]))
+    assert any("unique" in d for d, _ in found.values())
+
+
+def test_the_worsened_flag_is_a_known_gate_metric() -> None:
+    doc = spec_dict(gates=[{"after": "eval", "metric": "eval/worsned", "op": "==", "value": 0},
+                           {"after": "eval", "metric": "eval/worsened", "op": "==", "value": 0,
+                            "on_fail": "pause"}])
+    found = violations(to_yaml(doc))
+    assert "did you mean 'eval/worsened'" in found["spec.gates[0].metric"][0]
+    assert "spec.gates[1].metric" not in found
+
+
+def test_a_classifier_judge_folder_must_exist_for_the_local_executor(tmp_path) -> None:
+    text = _with_judges(["keyword", {"kind": "classifier", "path": "no-such-model"}])
+    found = violations(text, source_dir=str(tmp_path))
+    description, line = found["spec.stages.eval.judges[1].path"]
+    assert "config.json" in description and line == line_no(text, "no-such-model")
+    (tmp_path / "cls").mkdir()
+    (tmp_path / "cls" / "config.json").write_text("{}")
+    job = load_spec(_with_judges([{"kind": "classifier", "path": "cls"}]),
+                    source_dir=str(tmp_path))
+    assert job.spec.stages.eval.judges[0].path == str(tmp_path / "cls")  # made absolute

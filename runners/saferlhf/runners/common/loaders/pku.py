@@ -5,8 +5,11 @@
     is_safe = is_response_0_safe, is_other_safe = is_response_1_safe.
 
 Kinds: preference (by `better`), safety_preference (`safer` + both is_safe labels), supervised
-(the better response), prompt_only (prompts de-duplicated, first occurrence kept). Other columns
-(harm categories, severity, sources, hashes) are accepted and ignored.
+(the better response), prompt_only (prompts de-duplicated, first occurrence kept). A prompt_only
+record's category is the harm category flagged most often in `response_{0,1}_harm_category` (ties
+to the more specific one, saferlhf.runners.common.harm_categories.top_category; None when no flag
+is set); its harmfulness stays unknown (the rows label answers, not prompts). Other columns
+(severity, sources, hashes) are accepted and ignored.
 
 `strict=True` (safety_preference only) also rejects rows whose two preferences disagree
 (better_response_id ≠ safer_response_id). Such rows are valid Safe RLHF data — decoupling the two
@@ -17,8 +20,10 @@ train on rows where helpfulness and harmlessness agree, or to audit where they c
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from saferlhf.runners.common.config import RecordKind
+from saferlhf.runners.common.harm_categories import top_category
 from saferlhf.runners.common.loaders import pairs
 from saferlhf.runners.common.loaders.base import (
     Problems,
@@ -44,7 +49,7 @@ def load_pku(path: Path, kind: RecordKind, problems: Problems, *, strict: bool =
             if kind == "prompt_only":
                 if prompt_key(prompt) not in seen:
                     seen.add(prompt_key(prompt))
-                    out.append(PromptOnly(prompt, name, row))
+                    out.append(PromptOnly(prompt, name, row, _category(obj)))
                 continue
             r0 = get_str(obj, "response_0", name, row, problems)
             r1 = get_str(obj, "response_1", name, row, problems)
@@ -73,3 +78,13 @@ def load_pku(path: Path, kind: RecordKind, problems: Problems, *, strict: bool =
         except SkipRow:
             continue
     return out
+
+
+def _category(obj: dict[str, Any]) -> str | None:
+    """The most-flagged harm category of the row's two responses (None when none is flagged)."""
+    flagged: list[str] = []
+    for i in (0, 1):
+        flags = obj.get(f"response_{i}_harm_category")
+        if isinstance(flags, dict):
+            flagged += [name for name, on in flags.items() if on is True]
+    return top_category(flagged)
