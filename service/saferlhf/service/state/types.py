@@ -70,6 +70,7 @@ class GateState(enum.StrEnum):
     AWAITING_APPROVAL = "AWAITING_APPROVAL"
     APPROVED = "APPROVED"
     REJECTED = "REJECTED"
+    ESCALATED = "ESCALATED"  # an `escalate` gate missed: the stages after it run (not a failure)
 
 
 @dataclass(frozen=True)

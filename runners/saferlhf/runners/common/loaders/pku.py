@@ -4,8 +4,9 @@
     better = better_response_id == 0, safer = safer_response_id == 0,
     is_safe = is_response_0_safe, is_other_safe = is_response_1_safe.
 
-Kinds: preference (by `better`), safety_preference (`safer` + both is_safe labels), supervised
-(the better response), prompt_only (prompts de-duplicated, first occurrence kept). Other columns
+Kinds: preference (by `better`), safety_preference (`safer` + both is_safe labels),
+safety_labelled_preference (by `better`, with both is_safe labels: SafeDPO), supervised (the better
+response), prompt_only (prompts de-duplicated, first occurrence kept). Other columns
 (harm categories, severity, sources, hashes) are accepted and ignored.
 
 `strict=True` (safety_preference only) also rejects rows whose two preferences disagree
@@ -55,6 +56,14 @@ def load_pku(path: Path, kind: RecordKind, problems: Problems, *, strict: bool =
                 else:
                     out.append(pairs.preference(prompt, r0, r1, better == 0, file=name, row=row,
                                                 problems=problems, field="response_1"))
+                continue
+            if kind == "safety_labelled_preference":
+                better = get_response_id(obj, "better_response_id", name, row, problems)
+                s0 = get_bool(obj, "is_response_0_safe", name, row, problems)
+                s1 = get_bool(obj, "is_response_1_safe", name, row, problems)
+                out.append(pairs.safety_labelled_preference(
+                    prompt, r0, r1, better == 0, s0, s1, file=name, row=row, problems=problems,
+                    field="response_1"))
                 continue
             safer = get_response_id(obj, "safer_response_id", name, row, problems)
             s0 = get_bool(obj, "is_response_0_safe", name, row, problems)
