@@ -85,8 +85,9 @@ class PreferenceTask:
             out = objective(self.cfg, batch, *pair_logprobs(module, batch))
             use = out.kept & valid.to(device)  # (B,)
             margin = out.chosen_rewards - out.rejected_rewards  # (B,)
-            total += torch.tensor([float((out.losses * use).sum()), float((use & (margin > 0))
-                                   .sum()), float((margin * use).sum()), float(use.sum())],
+            right = use & (margin > 0)  # (B,)
+            total += torch.tensor([float((out.losses * use).sum()), float(right.sum()),
+                                   float((margin * use).sum()), float(use.sum())],
                                   dtype=torch.float64)
         total = all_reduce_sum(total)
         n = float(total[3].clamp(min=1))
@@ -163,9 +164,9 @@ def run(cfg: Config, local_rank: int | None = None) -> None:
     max_length = effective_max_length(cfg.max_length_tokens, model.config)
     train_samples = encode_pairs(train_pairs, tokenizer, max_length)
     eval_samples = encode_pairs(eval_pairs, tokenizer, max_length)
-    sink.log(f"{cfg.kind}: {len(train_samples)} training pairs ({counts['keep']} kept, "
+    sink.log(f"{cfg.kind}: {len(train_records)} pairs: {counts['keep']} kept, "
              f"{counts['swap']} swapped so the safe response wins, {counts['drop']} dropped as "
-             f"both unsafe), {len(eval_samples)} held-out pairs")
+             f"both unsafe; training on {len(train_samples)}, {len(eval_samples)} held out")
     collate = PairCollator(tokenizer.pad_token_id)
     reference, separate = _load_reference(cfg, model, tokenizer)
     train_samples = attach_reference(train_samples, reference_logprobs(
