@@ -8,8 +8,8 @@ templates, 4 samples per prompt (148 answers to harmful prompts).
 
 Sized for CI: the safety-budget test's SFT recipe (2 layers, d = 96, 400 steps), then 2000 pairs ×
 1 epoch per method, side by side. Measured on the 2-core development machine under load: SFT
-2.2–2.7 min, each DPO stage about 1 min, harmful rate SFT 53%, SafeDPO 17–22% (helpfulness
-0.70 vs SFT 0.66), DPO 90%.
+2.2–2.7 min, each DPO stage about 1 min, harmful rate SFT 53%, SafeDPO 17% (helpfulness 0.70
+vs SFT 0.66), DPO 90% (one run).
 """
 
 from __future__ import annotations
