@@ -111,3 +111,20 @@ def test_not_needed_follows_dependencies_through_the_branch_only():
         assert not_needed(stages, [Gate(**{**passed.__dict__, "state": state})]) == []
     # an ordinary gate that passed decides nothing
     assert not_needed(stages, [Gate(**{**passed.__dict__, "on_fail": "fail"})]) == []
+
+
+def test_the_api_and_the_cli_show_an_escalated_gate_and_the_jobs_reason(tmp_path: Path):
+    from saferlhf.service.api.convert import gate_to_proto, job_to_proto
+    from saferlhf.service.cli import render
+    from saferlhf.v1 import resources_pb2 as pb
+
+    app, ex, _ = make_app(tmp_path, max_concurrent_stages=2)
+    add_job(app, tmp_path, pipeline=ESCALATION, gates=(SCREEN,))
+    run_offline_part(app, ex, harmful_rate=0.31)
+    gate = gate_to_proto(app.store.list_gates("j-1")[0])
+    assert gate.state == pb.GATE_STATE_ESCALATED and gate.on_fail == "escalate"
+    assert "ESCALATED" in render.gates_block([gate])
+    job = job_to_proto(app.store.get_job("j-1"))
+    lines = render.condition_lines(job.conditions)
+    assert lines == [f"! Escalation: {job.conditions['Escalation']}"]
+    assert "r1/ppo_lag" in lines[0]  # names the stages that now run
