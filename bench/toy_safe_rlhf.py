@@ -666,8 +666,9 @@ def main(argv: list[str] | None = None) -> int:
         escalation = {n: f.result() for n, f in escalation_futures.items()}
 
     first = next((m for m in methods.values() if m["sft_eval"]), {"sft_eval": {}})
-    if not first["sft_eval"] and offline:  # no RL method run: the offline evaluation has SFT
-        first = {"sft_eval": _sft_from_offline(runner.workdir, next(iter(offline)))}
+    done = [n for n, row in offline.items() if "incomplete" not in row]
+    if not first["sft_eval"] and done:  # no RL method ran: an offline evaluation has SFT too
+        first = {"sft_eval": _sft_from_offline(runner.workdir, done[0])}
     results: dict[str, Any] = {
         "benchmark": "synthetic safety benchmark (saferlhf.runners.synthetic), held-out templates",
         "quick": args.quick, "scale": scale.__dict__, "rounds": ROUNDS,

@@ -23,7 +23,8 @@ safe response to beat an unsafe one by a larger implicit-reward margin (the pape
 every response safe, SafeDPO is exactly DPO.
 
 Reduction (both losses): seq_mean — the mean of the per-pair losses over the pairs the objective
-keeps (every pair for DPO). `*_terms` give (sum, count) so shards can SUM then divide.
+keeps (every pair for DPO). `PreferenceLoss` also carries the per-pair losses and the kept count,
+so shards can SUM both, then divide (tested: split batches give the whole batch's loss).
 """
 
 from __future__ import annotations

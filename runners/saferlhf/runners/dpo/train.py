@@ -98,9 +98,13 @@ class PreferenceTask:
         save_model(bare, self.tokenizer, out_dir, state_dict=state_dict)
 
 
+REFERENCE_LOG_EVERY_BATCHES = 200  # a log event now and then: a long pass is not a stall
+
+
 @torch.no_grad()
 def reference_logprobs(model: nn.Module, samples: Sequence[PairSample], collate: PairCollator,
-                       batch_size: int, device: torch.device) -> torch.Tensor:  # (N, 2)
+                       batch_size: int, device: torch.device,
+                       sink: EventSink | None = None) -> torch.Tensor:  # (N, 2)
     """log π_ref of both sides of every sample, [chosen, rejected] per row. Each rank scores its
     share (positions rank, rank + world, …) and the shares are gathered, so every rank ends with
     all N rows."""
@@ -112,7 +116,10 @@ def reference_logprobs(model: nn.Module, samples: Sequence[PairSample], collate:
     world, rank, n = get_world_size(), get_rank(), len(samples)
     positions = list(range(rank, n, world))
     values: list[torch.Tensor] = []
-    for start in range(0, len(positions), batch_size):
+    n_batches = -(-len(positions) // batch_size)
+    for i, start in enumerate(range(0, len(positions), batch_size)):
+        if sink is not None and i % REFERENCE_LOG_EVERY_BATCHES == 0:
+            sink.log(f"reference log-probs: batch {i + 1} of {n_batches} on this rank")
         chunk = positions[start : start + batch_size]
         batch = {k: v.to(device) for k, v in collate([samples[p] for p in chunk]).items()}
         chosen, rejected = pair_logprobs(model, batch)
@@ -170,7 +177,7 @@ def run(cfg: Config, local_rank: int | None = None) -> None:
     collate = PairCollator(tokenizer.pad_token_id)
     reference, separate = _load_reference(cfg, model, tokenizer)
     train_samples = attach_reference(train_samples, reference_logprobs(
-        reference, train_samples, collate, cfg.eval_batch_size, info.device))
+        reference, train_samples, collate, cfg.eval_batch_size, info.device, sink))
     eval_samples = attach_reference(eval_samples, reference_logprobs(
         reference, eval_samples, collate, cfg.eval_batch_size, info.device))
     if separate:
