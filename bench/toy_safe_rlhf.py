@@ -587,8 +587,9 @@ def offline_markdown(results: dict[str, Any]) -> list[str]:
     lines = ["", "## One round from SFT: offline methods, cheap-first escalation, RL", "",
              "Training seconds: the stages that fit the policy — the round-1 reward and cost "
              "models plus one RL stage, or the one offline stage (plus, when escalated, the RM, "
-             "CM and PPO-Lag stages after it). Stage seconds add the evaluations (8 samples per "
-             "held-out prompt). Offline settings: β = "
+             "CM and PPO-Lag stages after it). Stage seconds add the evaluations "
+             f"({results['scale']['eval_samples']} sample(s) per held-out prompt). Offline "
+             "settings: β = "
              f"{OFFLINE_BETA:g}, lr {OFFLINE_LR:g}, {OFFLINE_EPOCHS} epoch(s) over "
              f"{results['scale']['pref_size']} pairs; SafeDPO Δ = "
              f"{OFFLINE['safe_dpo']['params']['safety_margin']:g}.", "",

@@ -50,7 +50,7 @@ def test_the_compute_table_counts_the_scorers_for_rl_and_for_an_escalated_row():
             "train_seconds": 360.0, "stage_seconds": 395.0,
             "gate": {"metric": "eval/harmful_rate", "op": "<=", "value": 0.02,
                      "observed": 0.1}}},
-        "scale": {"pref_size": 1000},
+        "scale": {"pref_size": 1000, "eval_samples": 8},
     }
     rows = {r["method"]: r for r in toy.compute_rows(results, scorer_seconds=100.0)}
     assert rows["ppo_lag_budget2pct"]["train_seconds"] == 300.0  # RM + CM + PPO-Lag
