@@ -74,3 +74,22 @@ def test_a_bad_data_split_exits_2_naming_the_field(policy, tmp_path):
     assert proc.returncode == 2
     assert "use split safety_labelled_preference" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_lora_starts_at_the_reference_and_saves_an_adapter_later_stages_load(policy, tmp_path):
+    from saferlhf.runners.common.adapters import adapter_base, is_adapter_folder
+    from saferlhf.runners.common.models import load_policy
+
+    out = tmp_path / "lora"
+    proc = run_stage("safe_dpo", _config("safe_dpo", policy, out, safety_margin=0.0,
+                                         lora={"r": 4, "alpha": 8.0}), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _first_loss(out) == pytest.approx(math.log(2.0), abs=1e-4)  # B = 0: π = π_ref
+    model_dir = out / "model"
+    assert is_adapter_folder(model_dir)
+    assert adapter_base(model_dir)[0] == str(policy.resolve())
+    merged, _ = load_policy(model_dir)  # what ppo_lag / evaluate load: base + s·B·A
+    base, _ = load_policy(policy)
+    changed = [k for k, v in merged.state_dict().items()
+               if not v.equal(base.state_dict()[k])]
+    assert changed, "the adapter trained nothing"

@@ -4,8 +4,9 @@ pairs against a frozen reference (losses in saferlhf.runners.dpo.loss).
 No reward model, cost model, critic or sampling — two networks' worth of work where PPO-Lag
 needs six. The reference log-probs log π_ref(y|x) of every pair are computed once, before
 training, by the starting policy itself (or by `reference_path`); the reference model is then
-never held beside the policy. That also makes adapters safe: a LoRA wrapper (the `lora` seam in
-`trainable_policy`) is added after π_ref is fixed, so it can never leak into the reference.
+never held beside the policy. That also makes LoRA simple (`lora:`, as in SFT): the adapter is
+added after π_ref is fixed, so it can never leak into the reference, and `model/` is the adapter
+folder over the starting policy (saferlhf.runners.common.adapters) that later stages load.
 
 Training reuses the SFT / RM / CM loop (saferlhf.runners.common.train_loop): plain PyTorch or
 DeepSpeed ZeRO 0–3, gradient accumulation, checkpoints and resume of all state (the reference
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 from saferlhf.runners.common import checkpoint as ckpt
+from saferlhf.runners.common.adapters import is_adapter_folder
 from saferlhf.runners.common.config import DPOConfig, SafeDPOConfig
 from saferlhf.runners.common.dist import all_gather_cat, all_reduce_sum, get_rank, get_world_size
 from saferlhf.runners.common.errors import InvalidInputError
@@ -62,8 +64,10 @@ def objective(cfg: Config, batch: dict[str, torch.Tensor], chosen: torch.Tensor,
 
 
 class PreferenceTask:
-    def __init__(self, cfg: Config, collate: PairCollator, tokenizer) -> None:
+    def __init__(self, cfg: Config, collate: PairCollator, tokenizer,
+                 lora_base: str | None = None) -> None:
         self.cfg, self.collate, self.tokenizer = cfg, collate, tokenizer
+        self.lora_base = lora_base  # the folder a LoRA adapter is trained on
 
     def loss(self, module: nn.Module, batch: dict[str, torch.Tensor]):
         out = objective(self.cfg, batch, *pair_logprobs(module, batch))
@@ -95,7 +99,13 @@ class PreferenceTask:
                 "eval/reward_margin": float(total[2]) / n}
 
     def save(self, bare: nn.Module, out_dir: str, state_dict) -> None:
-        save_model(bare, self.tokenizer, out_dir, state_dict=state_dict)
+        if self.lora_base is None or self.cfg.lora is None:
+            save_model(bare, self.tokenizer, out_dir, state_dict=state_dict)
+            return
+        from saferlhf.runners.common.adapters import save_adapter
+
+        save_adapter(bare, self.tokenizer, out_dir, base=self.lora_base,
+                     merged=self.cfg.lora.save_merged, state_dict=state_dict)
 
 
 REFERENCE_LOG_EVERY_BATCHES = 200  # a log event now and then: a long pass is not a stall
@@ -133,10 +143,35 @@ def reference_logprobs(model: nn.Module, samples: Sequence[PairSample], collate:
     return out.float()
 
 
-def trainable_policy(model: nn.Module, cfg: Config) -> nn.Module:
-    """The module the optimizer trains. LoRA seam: wrap `model` with adapters here, the way the
-    SFT stage does once it has `lora:` (the reference log-probs are already fixed by then)."""
-    del cfg
+def starting_policy(cfg: Config) -> tuple[nn.Module, object, str | None]:
+    """(model, tokenizer, LoRA base folder or None). A LoRA adapter needs a plain folder to
+    name as its base: `policy_path` itself, or — when that is an adapter folder (a LoRA SFT
+    model, loaded merged) — the merged model written once to `output_dir/base/`, which a
+    retried attempt loads back."""
+    base_dir = Path(cfg.output_dir) / "base"
+    if cfg.lora is not None and (base_dir / "config.json").is_file():
+        model, tokenizer = load_policy(base_dir, field="policy_path")
+        return model, tokenizer, str(base_dir.resolve())
+    model, tokenizer = load_policy(cfg.policy_path, field="policy_path")
+    if cfg.lora is None:
+        return model, tokenizer, None
+    if not is_adapter_folder(cfg.policy_path):
+        return model, tokenizer, cfg.policy_path
+    from saferlhf.runners.common.adapters import save_base
+
+    save_base(model, tokenizer, base_dir)
+    return model, tokenizer, str(base_dir.resolve())
+
+
+def trainable_policy(model: nn.Module, cfg: Config, sink: EventSink) -> nn.Module:
+    """The module the optimizer trains: the policy, or with `lora:` the policy wrapped in LoRA
+    adapters (B = 0, so training starts exactly at π_ref, whose log-probs are already fixed)."""
+    if cfg.lora is None:
+        return model
+    from saferlhf.runners.common.lora import add_lora, describe
+
+    model = add_lora(model, cfg.lora, field="lora.target_modules")
+    sink.log(f"{cfg.kind}: {describe(model)}")
     return model
 
 
@@ -144,7 +179,7 @@ def _load_reference(cfg: Config, policy: nn.Module, tokenizer) -> tuple[nn.Modul
     """(π_ref, whether it is a separate model): the starting policy unless `reference_path`."""
     if cfg.reference_path in (None, cfg.policy_path):
         return policy, False
-    reference, ref_tokenizer = load_policy(cfg.reference_path)
+    reference, ref_tokenizer = load_policy(cfg.reference_path, field="reference_path")
     if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise InvalidInputError(
             f"the reference model's tokenizer differs from the policy's ({cfg.reference_path} "
@@ -164,10 +199,7 @@ def run(cfg: Config, local_rank: int | None = None) -> None:
             "drops (no safe response to prefer); add pairs with at least one safe response",
             field="data")
     ckpt.seed_everything(cfg.seed)
-    try:
-        model, tokenizer = load_policy(cfg.policy_path)
-    except InvalidInputError as e:
-        raise InvalidInputError(str(e).split(": ", 1)[-1], field="policy_path") from e
+    model, tokenizer, lora_base = starting_policy(cfg)
     max_length = effective_max_length(cfg.max_length_tokens, model.config)
     train_samples = encode_pairs(train_pairs, tokenizer, max_length)
     eval_samples = encode_pairs(eval_pairs, tokenizer, max_length)
@@ -185,8 +217,8 @@ def run(cfg: Config, local_rank: int | None = None) -> None:
     loader = make_loader(train_samples, cfg.batch_size, collate, cfg.seed)
     gas = cfg.gradient_accumulation_steps
     total = total_optimizer_steps(len(loader) // gas * gas, cfg.epochs, gas, cfg.max_steps)
-    engine = build_engine(trainable_policy(model, cfg), cfg, cfg.optim, total, info)
-    task = PreferenceTask(cfg, collate, tokenizer)
+    engine = build_engine(trainable_policy(model, cfg, sink), cfg, cfg.optim, total, info)
+    task = PreferenceTask(cfg, collate, tokenizer, lora_base)
     final = run_training(cfg, task, engine, loader, eval_samples, sink, total)
     final.update({"data/pairs": float(len(train_records)),
                   "data/pairs_kept": float(counts["keep"]),

@@ -117,6 +117,30 @@ def job_root(spec: JobSpec, *, job_id: str, artifacts_root: str) -> str:
     return os.path.join(base, spec.metadata.project, job_id)
 
 
+def effective_resources(job: JobSpec, stage: Any) -> Resources:
+    """A stage's resources: `spec.defaults.resources`, overridden field by field by its own."""
+    merged = job.spec.defaults.resources
+    if stage is not None and stage.resources is not None:
+        override = stage.resources
+        merged = merged.model_copy(
+            update={f: getattr(override, f) for f in override.model_fields_set})
+    return Resources(**merged.model_dump())
+
+
+def effective_backend(job: JobSpec, stage: Any) -> BackendSpec:
+    """A stage's backend: the defaults' (`deepspeed:` selects DeepSpeed), then the stage's."""
+    defaults = job.spec.defaults
+    backend = defaults.backend
+    if defaults.deepspeed is not None:
+        backend = backend.model_copy(update={"kind": "deepspeed",
+                                             "deepspeed": defaults.deepspeed})
+    if stage is not None and stage.backend is not None:
+        backend = stage.backend
+    if stage is not None and stage.deepspeed is not None:
+        backend = backend.model_copy(update={"kind": "deepspeed", "deepspeed": stage.deepspeed})
+    return backend
+
+
 def plan_job(spec: JobSpec, *, job_id: str, artifacts_root: str) -> Plan:
     """Plan every stage of every round; raises PlanError only on a planner bug."""
     root = job_root(spec, job_id=job_id, artifacts_root=artifacts_root)
@@ -139,24 +163,10 @@ class _Planner:
         return stage.skipped_with or os.path.join(stage.output_dir, "model")
 
     def resources(self, stage: Any) -> Resources:
-        merged = self.spec.defaults.resources
-        if stage is not None and stage.resources is not None:
-            override = stage.resources
-            merged = merged.model_copy(
-                update={f: getattr(override, f) for f in override.model_fields_set})
-        return Resources(**merged.model_dump())
+        return effective_resources(self.job, stage)
 
     def backend(self, stage: Any) -> BackendSpec:
-        defaults = self.spec.defaults
-        backend = defaults.backend
-        if defaults.deepspeed is not None:
-            backend = backend.model_copy(update={"kind": "deepspeed",
-                                                 "deepspeed": defaults.deepspeed})
-        if stage is not None and stage.backend is not None:
-            backend = stage.backend
-        if stage is not None and stage.deepspeed is not None:
-            backend = backend.model_copy(update={"kind": "deepspeed", "deepspeed": stage.deepspeed})
-        return backend
+        return effective_backend(self.job, stage)
 
     def add(self, r: int, name: str, stage: Any, params: dict[str, Any],
             inputs: dict[str, Any], depends_on: list[str], suffix: str = "") -> str:

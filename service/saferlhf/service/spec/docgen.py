@@ -11,7 +11,13 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
-from saferlhf.runners.common.config import OptimSpec, RolloutParams, SafetyBudget
+from saferlhf.runners.common.config import (
+    LoraSpec,
+    OptimSpec,
+    PolicyLoraSpec,
+    RolloutParams,
+    SafetyBudget,
+)
 from saferlhf.service.spec import models as m
 
 BEGIN = "<!-- BEGIN GENERATED FIELD REFERENCE (python -m saferlhf.service.spec.docgen) -->"
@@ -27,6 +33,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("spec.stages.sft", m.SFTStage), ("spec.stages.reward / spec.stages.cost", m.RewardStage),
     ("spec.stages.ppo_lag", m.PPOLagStage), ("ppo_lag.safety_budget", SafetyBudget),
     ("ppo_lag.rollout", RolloutParams), ("optim / actor_optim / critic_optim", OptimSpec),
+    ("sft.lora / ppo_lag.lora / safe_dpo.lora / dpo.lora (LoRA on a policy)", PolicyLoraSpec),
+    ("ppo_lag.critic_lora / reward.lora / cost.lora (LoRA on a score model)", LoraSpec),
     ("spec.stages.safe_dpo", m.SafeDPOStage), ("spec.stages.dpo", m.DPOStage),
     ("spec.stages.eval", m.EvalStage), ("spec.stages.collect", m.CollectStage),
     ("Data sources (data, eval_data, prompts, ptx_data, eval_prompts)", m.DataSource),

@@ -162,3 +162,17 @@ def test_an_existing_offline_model_can_be_screened_with_use():
     p = plan_job(job, job_id="j-1", artifacts_root="/srv/artifacts")
     assert p.stage("r1/safe_dpo").skipped_with == "/srv/m"
     assert p.stage("r1/ppo_lag").config["actor_path"] == "/srv/m"
+
+
+def test_the_memory_plan_covers_the_offline_stage_as_one_trained_policy():
+    from saferlhf.service.planning.fit import memory_plan
+
+    rows = {r.stage: r for r in memory_plan(load_spec(to_yaml(offline_doc())))}
+    assert set(rows) == {"sft", "safe_dpo", "eval"}  # no reward, cost or ppo_lag to estimate
+    work = rows["safe_dpo"].workload
+    assert [(n.label, n.trained) for n in work.networks] == [("policy", True)]  # π_ref is not
+    assert work.train_sequences == 2 * 16  # both sides of each pair (batch_size default 16)
+    assert [n.label for n in rows["eval"].workload.networks] == ["policy"]  # no RM/CM exists
+    escalated = {r.stage for r in memory_plan(load_spec(to_yaml(offline_doc(
+        chain=True, escalation={"value": 0.05}))))}
+    assert escalated == {"sft", "safe_dpo", "reward", "cost", "ppo_lag", "eval"}
