@@ -41,10 +41,9 @@ from saferlhf.service.spec.models import (
     escalation_value,
     offline_stage,
 )
-from saferlhf.service.state.types import Resources
+from saferlhf.service.state.types import ESCALATE, Resources
 
 LABELLED_FILE = "labelled.jsonl"  # collect's output (PKU-SafeRLHF format)
-ESCALATE = "escalate"  # a gate's on_fail that runs the stages after it instead of failing the job
 IMPORTED_LABELS_FILE = "imported_labels.jsonl"  # where ImportLabels puts a `labeler: import` file
 
 

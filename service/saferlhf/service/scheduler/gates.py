@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from saferlhf.service.state.types import Gate, GateState
+from saferlhf.service.state.types import ESCALATE, Gate, GateState
 
 OPS = ("<", "<=", ">", ">=", "==", "!=")
 
@@ -36,9 +36,6 @@ def observe(metric: str, result: dict[str, Any], latest: dict[str, float]) -> fl
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     return None
-
-
-ESCALATE = "escalate"
 
 
 def evaluate(gate: Gate, result: dict[str, Any], latest: dict[str, float]) -> GateOutcome:

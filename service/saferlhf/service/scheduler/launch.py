@@ -9,10 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from saferlhf.service.state.transitions import GATE_OPEN
-from saferlhf.service.state.types import Attempt, AttemptState, Gate, GateState, Resources, Stage
+from saferlhf.service.state.types import (
+    ESCALATE,
+    Attempt,
+    AttemptState,
+    Gate,
+    GateState,
+    Resources,
+    Stage,
+)
 
 DONE = (AttemptState.SUCCEEDED, AttemptState.SKIPPED)
-ESCALATE = "escalate"  # PlannedGate.on_fail of the gate that screens an offline stage
 
 
 def awaiting_labels(stage: Stage) -> bool:

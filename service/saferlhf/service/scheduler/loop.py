@@ -32,7 +32,6 @@ from saferlhf.service.execution.base import Executor, LaunchSpec, RunState, RunS
 from saferlhf.service.scheduler import gates as gate_rules
 from saferlhf.service.scheduler.launch import (
     DONE,
-    ESCALATE,
     awaiting_labels,
     not_needed,
     ready_stages,
@@ -43,6 +42,7 @@ from saferlhf.service.scheduler.retry import decide
 from saferlhf.service.scheduler.stall import is_hung, past_deadline
 from saferlhf.service.state.transitions import GATE_OPEN
 from saferlhf.service.state.types import (
+    ESCALATE,
     Attempt,
     AttemptState,
     FailureClass,
