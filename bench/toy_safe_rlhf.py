@@ -1,8 +1,14 @@
-"""The paper's experiment at toy scale (issue: PPO-Lagrangian, baselines, rounds).
+"""The paper's experiment at toy scale (issue: PPO-Lagrangian, baselines, rounds; issue 14: DPO,
+SafeDPO and cheap-first escalation).
 
 On the synthetic benchmark, from one SFT model (about 50% harmful), run for 3 rounds each:
 PPO (reward only), reward shaping with two fixed ν, PPO-Lagrangian with a calibrated 2% safety
-budget, and — the ablation — PPO-Lagrangian with the reference default threshold d = 0. Round 1
+budget, and — the ablation — PPO-Lagrangian with the reference default threshold d = 0. Beside
+them, the offline methods from the same SFT model, one stage each and no RM, CM or sampling:
+plain DPO on the helpfulness labels and SafeDPO on the safety-labelled pairs; and the
+escalation form (spec.escalation) over each: keep the offline policy when its held-out harmful
+rate meets the same 2% budget, else run one round of PPO-Lag (2% budget, round-1 RM/CM) from it,
+decided by the control plane's own gate rule (saferlhf.service.scheduler.gates). Round 1
 uses reward and cost models trained on the benchmark's preference splits; every later round
 samples from the previous round's policy, labels the pairs with the benchmark's exact functions
 (`labeler: oracle`), retrains RM and CM on all labels so far, and runs the RL stage from the
@@ -11,7 +17,8 @@ templates by the exact judge, with an arena over SFT and every round so far.
 
 Every stage runs through the real runner contract (`python -m saferlhf.runners.<kind> --config
 stage.json`), exactly as the control plane launches it. Writes `docs/results/toy_safe_rlhf.json`
-and two PNG figures; `--quick` runs the same pipeline small (same keys, minutes).
+and two PNG figures; `--quick` runs the same pipeline small (same keys, minutes). `--methods`
+picks a subset (e.g. `--methods safe_dpo,escalation_safe_dpo`).
 
     python -m bench.toy_safe_rlhf [--quick] [--workdir artifacts/toy] [--parallel 2]
 """
@@ -67,6 +74,19 @@ METHODS: dict[str, dict[str, Any]] = {
                                              "scope": "harmful_prompts"}},
     "ppo_lag_threshold0": {"algorithm": "ppo_lag", "threshold": 0.0},
 }
+
+
+# offline method -> its stage kind, data split and parameters (none tuned on evaluation data:
+# chosen on a separate CI-sized SFT model, see docs/choosing_a_method.md)
+OFFLINE: dict[str, dict[str, Any]] = {
+    "dpo": {"kind": "dpo", "split": "preference", "params": {"preference": "helpfulness"}},
+    "safe_dpo": {"kind": "safe_dpo", "split": "safety_labelled_preference",
+                 "params": {"safety_margin": 1.0}},
+}
+OFFLINE_BETA, OFFLINE_LR, OFFLINE_EPOCHS = 1.0, 1e-4, 1
+# escalation method -> the offline method it tries first; its gate is the PPO-Lag budget
+ESCALATIONS = {"escalation_safe_dpo": "safe_dpo", "escalation_dpo": "dpo"}
+ESCALATION_GATE = ("harmful_rate", "<=", 0.02)  # = ppo_lag_budget2pct's max_harmful_rate
 
 
 def synthetic(split: str, size: int | None = None) -> dict[str, Any]:
@@ -286,6 +306,7 @@ class MethodRun:
             "threshold": ppo.get("threshold"),
             "calibration": ppo.get("calibration"),
             "ppo_seconds": ppo.get("_seconds"),
+            "eval_seconds": ev.get("_seconds"),
         })
         # The paper compares versions by helpfulness and by harmlessness separately: the exact
         # judge's arena (higher helpfulness wins) and the cost model's (lower cost wins). The
@@ -301,6 +322,123 @@ class MethodRun:
                             elo=helpful.get("sft"), elo_harmlessness=harmless.get("sft"))
 
 
+def offline_config(scale: Scale, name: str, policy: str, seed: int) -> dict[str, Any]:
+    method = OFFLINE[name]
+    return {
+        "policy_path": policy, "data": [synthetic(method["split"], scale.pref_size)],
+        "eval_split_ratio": 0.1, "epochs": OFFLINE_EPOCHS, "batch_size": 64,
+        "max_length_tokens": 96, "beta": OFFLINE_BETA,
+        "optim": {"lr": OFFLINE_LR, "lr_scheduler": "cosine", "weight_decay": 0.0},
+        "log_every_steps": 10, "checkpoint_every_steps": 1000, "seed": seed,
+        **method["params"],
+    }
+
+
+def _version_row(ev: dict[str, Any], responses: Path, version: str) -> dict[str, Any]:
+    arenas = ev.get("arena", {})
+    return {**headline(ev["versions"][version]),
+            "harmful_rate_by_template": harmful_by_template(responses, version),
+            "elo": arenas.get("synthetic", {}).get("elo", {}).get(version),
+            "elo_harmlessness": arenas.get("cost", {}).get("elo", {}).get(version)}
+
+
+def run_offline(name: str, scale: Scale, runner: Runner, base: dict[str, str]) -> dict[str, Any]:
+    """One offline stage from the SFT model, then the same evaluation as every RL round."""
+    kind = OFFLINE[name]["kind"]
+    try:
+        stage = runner.run(f"{name}/{kind}", kind, offline_config(scale, name, base["sft"], 7))
+        policy = str(runner.workdir / name / kind / "model")
+        ev = runner.run(f"{name}/evaluate", "evaluate", eval_config(
+            scale, [{"name": "sft", "path": base["sft"]}, {"name": name, "path": policy}],
+            base["rm"], base["cm"], 104))
+    except NotRun as missing:
+        return {"incomplete": f"not run (out of time): {missing} and later stages"}
+    responses = runner.workdir / name / "evaluate" / "responses.jsonl"
+    return {
+        **_version_row(ev, responses, name), "policy": policy,
+        "train_seconds": stage.get("_seconds"), "eval_seconds": ev.get("_seconds"),
+        "pairs": stage.get("data/pairs"), "pairs_swapped": stage.get("data/pairs_swapped"),
+        "pairs_dropped": stage.get("data/pairs_dropped"),
+        "reward_accuracy": stage.get("eval/reward_accuracy"),
+    }
+
+
+def run_escalation(name: str, first: dict[str, Any], scale: Scale, runner: Runner,
+                   base: dict[str, str], scorer_seconds: float) -> dict[str, Any]:
+    """spec.escalation by hand, with the control plane's own gate rule: keep the offline policy
+    when its harmful rate meets the budget, else one PPO-Lag round (2% budget) from it — actor
+    and reference both the offline policy, as the planner does — and evaluate again."""
+    from saferlhf.service.scheduler.gates import compare
+
+    metric, op, bound = ESCALATION_GATE
+    observed = first.get(metric)
+    offline_seconds = (first.get("train_seconds") or 0.0) + (first.get("eval_seconds") or 0.0)
+    gate = {"metric": f"eval/{metric}", "op": op, "value": bound, "observed": observed}
+    if observed is not None and compare(observed, op, bound):
+        return {**{k: first.get(k) for k in ("harmful_rate", "helpfulness", "over_refusal_rate",
+                                              "elo", "elo_harmlessness")},
+                "branch": "not needed", "gate": gate, "stage_seconds": round(offline_seconds, 1),
+                "train_seconds": first.get("train_seconds"), "ppo_seconds": None}
+    policy = first["policy"]
+    try:
+        ppo = runner.run(f"{name}/ppo_lag", "ppo_lag", ppo_config(
+            scale, METHODS["ppo_lag_budget2pct"], actor=policy, reference=policy, rm=base["rm"],
+            cm=base["cm"], seed=303))
+        ev = runner.run(f"{name}/evaluate", "evaluate", eval_config(
+            scale, [{"name": "sft", "path": base["sft"]},
+                    {"name": ESCALATIONS[name], "path": policy},
+                    {"name": "round-1", "path": str(runner.workdir / name / "ppo_lag" / "model")}],
+            base["rm"], base["cm"], 304))
+    except NotRun as missing:
+        return {"branch": "escalated", "gate": gate,
+                "incomplete": f"not run (out of time): {missing} and later stages"}
+    responses = runner.workdir / name / "evaluate" / "responses.jsonl"
+    steps = lambda_trace(runner.workdir / name / "ppo_lag" / "events.jsonl")
+    train = (first.get("train_seconds") or 0.0) + scorer_seconds + (ppo.get("_seconds") or 0.0)
+    return {
+        **_version_row(ev, responses, "round-1"), "branch": "escalated", "gate": gate,
+        "final_lambda": steps[-1].get("train/lambda") if steps else None,
+        "threshold": ppo.get("threshold"), "ppo_seconds": ppo.get("_seconds"),
+        # offline stage + screening eval, the round-1 RM and CM it needs, PPO-Lag, final eval
+        "train_seconds": round(train, 1),
+        "stage_seconds": round(offline_seconds + scorer_seconds + (ppo.get("_seconds") or 0.0)
+                               + (ev.get("_seconds") or 0.0), 1),
+    }
+
+
+def compute_rows(results: dict[str, Any], scorer_seconds: float) -> list[dict[str, Any]]:
+    """One row per method for one round from SFT: harmful rate, helpfulness and seconds —
+    training (the stages that fit the policy: RM + CM + RL, or the offline stage) and all
+    stages (plus evaluation)."""
+    rows = []
+    for name, method in results["methods"].items():
+        if not method["rounds"]:
+            continue
+        r1 = method["rounds"][0]
+        train = scorer_seconds + (r1.get("ppo_seconds") or 0.0)
+        rows.append({"method": name, "stages": "reward ∥ cost → RL", "harmful_rate":
+                     r1["harmful_rate"], "helpfulness": r1["helpfulness"],
+                     "train_seconds": round(train, 1),
+                     "stage_seconds": round(train + (r1.get("eval_seconds") or 0.0), 1)})
+    for name, row in results.get("offline", {}).items():
+        if "incomplete" in row:
+            continue
+        rows.append({"method": name, "stages": OFFLINE[name]["kind"],
+                     "harmful_rate": row["harmful_rate"], "helpfulness": row["helpfulness"],
+                     "train_seconds": row["train_seconds"],
+                     "stage_seconds": round((row["train_seconds"] or 0.0)
+                                            + (row["eval_seconds"] or 0.0), 1)})
+    for name, row in results.get("escalation", {}).items():
+        if "incomplete" in row:
+            continue
+        stages = ESCALATIONS[name] + (" → reward ∥ cost → ppo_lag" if row["branch"] ==
+                                      "escalated" else " (ppo_lag not needed)")
+        rows.append({"method": name, "stages": stages, "harmful_rate": row["harmful_rate"],
+                     "helpfulness": row["helpfulness"], "train_seconds": row["train_seconds"],
+                     "stage_seconds": row["stage_seconds"]})
+    return rows
+
+
 def run_method(name: str, scale: Scale, runner: Runner, base: dict[str, str]) -> dict[str, Any]:
     method = MethodRun(name, scale, runner, base)
     try:
@@ -308,6 +446,12 @@ def run_method(name: str, scale: Scale, runner: Runner, base: dict[str, str]) ->
     except NotRun as missing:
         return method.result(f"not run (out of time): {missing} and later stages")
     return method.result()
+
+
+def _sft_from_offline(workdir: Path, name: str) -> dict[str, Any]:
+    """The SFT row from an offline method's evaluation (when no RL method ran)."""
+    ev = json.loads((workdir / name / "evaluate" / "result.json").read_text())
+    return _version_row(ev, workdir / name / "evaluate" / "responses.jsonl", "sft")
 
 
 def stage_seconds(folder: Path) -> float:
@@ -427,10 +571,46 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", "Stage seconds per method, all rounds (RL, collection, RM/CM retraining, "
                   "evaluation; `shared` = SFT and round-1 RM/CM): " + ", ".join(
                       f"{k} {v:.0f} s" for k, v in seconds.items()) + "."]
-    for name, method in results["methods"].items():
+    lines += offline_markdown(results)
+    for name, method in [*results["methods"].items(), *results.get("offline", {}).items(),
+                         *results.get("escalation", {}).items()]:
         if method.get("incomplete"):
             lines.append(f"\n`{name}`: {method['incomplete']}.")
     return "\n".join(lines) + "\n"
+
+
+def offline_markdown(results: dict[str, Any]) -> list[str]:
+    """The compute comparison: one round from SFT per method, offline ones beside PPO-Lag."""
+    compute = results.get("compute", [])
+    if not compute:
+        return []
+    lines = ["", "## One round from SFT: offline methods, cheap-first escalation, RL", "",
+             "Training seconds: the stages that fit the policy — the round-1 reward and cost "
+             "models plus one RL stage, or the one offline stage (plus, when escalated, the RM, "
+             "CM and PPO-Lag stages after it). Stage seconds add the evaluations "
+             f"({results['scale']['eval_samples']} sample(s) per held-out prompt). Offline "
+             "settings: β = "
+             f"{OFFLINE_BETA:g}, lr {OFFLINE_LR:g}, {OFFLINE_EPOCHS} epoch(s) over "
+             f"{results['scale']['pref_size']} pairs; SafeDPO Δ = "
+             f"{OFFLINE['safe_dpo']['params']['safety_margin']:g}.", "",
+             "| method | stages run | harmful rate | helpfulness | training seconds "
+             "| stage seconds |", "|---|---|---|---|---|---|"]
+    for row in compute:
+        lines.append(f"| {row['method']} | {row['stages']} | {_pct(row['harmful_rate'])} | "
+                     f"{_num(row['helpfulness'])} | {_num(row['train_seconds'], 0)} | "
+                     f"{_num(row['stage_seconds'], 0)} |")
+    for name, row in results.get("offline", {}).items():
+        if row.get("pairs") is not None:
+            lines.append(f"\n`{name}`: {row['pairs']:.0f} pairs"
+                         + (f", {row['pairs_swapped']:.0f} swapped so the safe response wins, "
+                            f"{row['pairs_dropped']:.0f} dropped as both unsafe (SafeDPO's T)"
+                            if name == "safe_dpo" else "") + ".")
+    for name, row in results.get("escalation", {}).items():
+        gate = row["gate"]
+        lines.append(f"\n`{name}`: {ESCALATIONS[name]}'s held-out harmful rate "
+                     f"{_pct(gate['observed'])} against the gate {gate['metric']} {gate['op']} "
+                     f"{gate['value']:g} → **{row['branch']}**.")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -439,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None, help="stage outputs (default artifacts/toy)")
     parser.add_argument("--out", default=None, help="results JSON path")
     parser.add_argument("--parallel", type=int, default=2, help="methods run side by side")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    parser.add_argument("--methods", default=",".join([*METHODS, *OFFLINE, *ESCALATIONS]),
+                        help="comma-separated subset")
     parser.add_argument("--collect-only", action="store_true",
                         help="run nothing: write the results of the stages that finished")
     args = parser.parse_args(argv)
@@ -464,11 +645,31 @@ def main(argv: list[str] | None = None) -> int:
             "cm": str(workdir / "r1-cost" / "model")}
 
     names = [m for m in args.methods.split(",") if m]
+    unknown = [n for n in names if n not in {**METHODS, **OFFLINE, **ESCALATIONS}]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; expected some of "
+                     f"{', '.join([*METHODS, *OFFLINE, *ESCALATIONS])}")
+    rl_names = [n for n in names if n in METHODS]
+    offline_names = list(dict.fromkeys(
+        [n for n in names if n in OFFLINE] + [ESCALATIONS[n] for n in names if n in ESCALATIONS]))
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        futures = {n: pool.submit(run_method, n, scale, runner, base) for n in names}
+        futures = {n: pool.submit(run_method, n, scale, runner, base) for n in rl_names}
+        offline_futures = {n: pool.submit(run_offline, n, scale, runner, base)
+                           for n in offline_names}
         methods = {n: f.result() for n, f in futures.items()}
+        offline = {n: f.result() for n, f in offline_futures.items()}
+    scorer_seconds = (rm_result.get("_seconds") or 0.0) + (cm_result.get("_seconds") or 0.0)
+    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        escalation_futures = {
+            n: pool.submit(run_escalation, n, offline[ESCALATIONS[n]], scale, runner, base,
+                           scorer_seconds)
+            for n in names if n in ESCALATIONS and "incomplete" not in offline[ESCALATIONS[n]]}
+        escalation = {n: f.result() for n, f in escalation_futures.items()}
 
     first = next((m for m in methods.values() if m["sft_eval"]), {"sft_eval": {}})
+    done = [n for n, row in offline.items() if "incomplete" not in row]
+    if not first["sft_eval"] and done:  # no RL method ran: an offline evaluation has SFT too
+        first = {"sft_eval": _sft_from_offline(runner.workdir, done[0])}
     results: dict[str, Any] = {
         "benchmark": "synthetic safety benchmark (saferlhf.runners.synthetic), held-out templates",
         "quick": args.quick, "scale": scale.__dict__, "rounds": ROUNDS,
@@ -481,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         # Per method: its own stages (rounds 1-3: RL, collection, RM/CM retraining, evaluation);
         # "shared" is SFT and the round-1 RM/CM every method starts from.
         "stage_seconds_by_method": {
-            **{name: stage_seconds(workdir / name) for name in names},
+            **{name: stage_seconds(workdir / name) for name in names if name in METHODS},
             "shared": round(sum(stage_seconds(workdir / s)
                                 for s in ("sft", "r1-reward", "r1-cost")), 1)},
         "sft": first["sft_eval"],
@@ -491,19 +692,25 @@ def main(argv: list[str] | None = None) -> int:
             "cost_sign_accuracy": cm_result.get("eval/accuracy_sign"),
         },
         "methods": methods,
+        "offline": {n: {k: v for k, v in row.items() if k != "policy"}
+                    for n, row in offline.items() if n in names},
+        "escalation": escalation,
         "ablation_threshold": {
             name: [row["harmful_rate"] for row in methods[name]["rounds"]]
             for name in ("ppo_lag_threshold0", "ppo_lag_budget2pct") if name in methods
         },
         "stage_seconds": log,
     }
+    results["compute"] = compute_rows(results, scorer_seconds)
     if {"ppo_lag_budget2pct", "ppo_lag_threshold0"} <= set(methods):
         results["figures"] = figures(results, results_dir if not args.quick else workdir)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, sort_keys=True))
     out.with_suffix(".md").write_text(markdown(results))
-    summary = {n: [round(r["harmful_rate"] or 0, 3) for r in m["rounds"]]
-               for n, m in methods.items()}
+    summary: dict[str, Any] = {n: [round(r["harmful_rate"] or 0, 3) for r in m["rounds"]]
+                               for n, m in methods.items()}
+    summary.update({row["method"]: row["harmful_rate"] for row in results["compute"]
+                    if row["method"] not in methods})
     print(json.dumps({"out": str(out), "sft_harmful_rate": results["sft"]["harmful_rate"],
                       "harmful_rate_per_round": summary, "wall_seconds": results["wall_seconds"]}))
     return 0

@@ -55,6 +55,7 @@ class GateState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GATE_STATE_AWAITING_APPROVAL: _ClassVar[GateState]
     GATE_STATE_APPROVED: _ClassVar[GateState]
     GATE_STATE_REJECTED: _ClassVar[GateState]
+    GATE_STATE_ESCALATED: _ClassVar[GateState]
 
 class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -99,6 +100,7 @@ GATE_STATE_FAILED: GateState
 GATE_STATE_AWAITING_APPROVAL: GateState
 GATE_STATE_APPROVED: GateState
 GATE_STATE_REJECTED: GateState
+GATE_STATE_ESCALATED: GateState
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_METRICS: EventType
 EVENT_TYPE_PROGRESS: EventType

@@ -24,8 +24,8 @@ from saferlhf.runners.common.judge_config import (
     judges_json_schema,
 )
 
-STAGE_KINDS = ("sft", "reward", "cost", "ppo_lag", "evaluate", "collect")
-StageKind = Literal["sft", "reward", "cost", "ppo_lag", "evaluate", "collect"]
+STAGE_KINDS = ("sft", "reward", "cost", "ppo_lag", "evaluate", "collect", "dpo", "safe_dpo")
+StageKind = Literal["sft", "reward", "cost", "ppo_lag", "evaluate", "collect", "dpo", "safe_dpo"]
 
 
 class Frozen(BaseModel):
@@ -48,7 +48,9 @@ DataFormat = Literal[
     "jailbreakbench",  # JailbreakBench JBB-Behaviors CSV (prompt-only; benign-behaviors = safe)
     "jsonl",  # generic JSONL; `kind` says which record type each row is
 ]
-RecordKind = Literal["supervised", "preference", "safety_preference", "prompt_only"]
+RecordKind = Literal[
+    "supervised", "preference", "safety_preference", "prompt_only", "safety_labelled_preference"
+]
 
 
 class DataSource(Frozen):
@@ -62,8 +64,9 @@ class DataSource(Frozen):
     revision: str | None = Field(default=None, description="Hub commit to pin (required with hub).")
     split: str | None = Field(
         default=None,
-        description="Synthetic benchmark split: sft | preference | safety_preference | prompts "
-        "| eval (held-out templates) | calibration. For hub datasets: train | test.",
+        description="Synthetic benchmark split: sft | preference | safety_preference | "
+        "safety_labelled_preference | prompts | eval (held-out templates) | calibration. For hub "
+        "datasets: train | test.",
     )
     kind: RecordKind | None = Field(
         default=None, description="Record type for `format: jsonl` (required there)."
@@ -342,6 +345,58 @@ class PPOLagParams(CommonParams):
         return self
 
 
+class PolicyPreferenceParams(CommonParams):
+    """Shared by the offline preference-optimisation stages (`dpo`, `safe_dpo`): the policy is
+    trained directly on labelled pairs against a frozen reference, with no reward model, cost
+    model or sampling (Rafailov et al. 2023; SafeDPO, arXiv:2505.20065). Defaults follow the
+    SafeDPO paper's setup (β = 0.1, lr 1e-6 cosine); a tiny from-scratch model needs a higher lr."""
+
+    data: list[DataSource] = Field(min_length=1, description="Preference pairs.")
+    eval_data: list[DataSource] = Field(default_factory=list, description="Held-out pairs.")
+    eval_split_ratio: float | None = Field(default=None, gt=0, lt=1)
+    beta: float = Field(
+        default=0.1, gt=0,
+        description="β: the implicit reward is β·log(π/π_ref); larger keeps the policy nearer "
+        "the reference (the KL coefficient of the equivalent RLHF objective).",
+    )
+    optim: OptimSpec = Field(default_factory=lambda: OptimSpec(lr=1e-6))
+    lora: PolicyLoraSpec | None = Field(
+        default=None, description="Train LoRA adapters instead of every weight (π_ref is the "
+        "starting policy without them)."
+    )
+
+
+class DPOParams(PolicyPreferenceParams):
+    """Plain DPO, the baseline: one preference label orders each pair, safety is not modelled."""
+
+    preference: Literal["helpfulness", "harmlessness"] = Field(
+        default="helpfulness",
+        description="Which label orders the pairs: helpfulness (`preference` records, the "
+        "better response wins; the paper's DPO-HELPFUL) or harmlessness (`safety_preference` "
+        "records, the safer response wins; DPO-HARMLESS).",
+    )
+
+    @property
+    def record_kind(self) -> RecordKind:
+        return "preference" if self.preference == "helpfulness" else "safety_preference"
+
+
+class SafeDPOParams(PolicyPreferenceParams):
+    """SafeDPO: helpfulness pairs whose responses each carry a safe/unsafe label
+    (`safety_labelled_preference` records, e.g. PKU-SafeRLHF rows)."""
+
+    safety_margin: float = Field(
+        default=10.0, ge=0,
+        description="Δ: how much more implicit reward a safe response must win by over an "
+        "unsafe one (SafeDPO's one extra hyperparameter; the paper's default 10, 0 = only the "
+        "safety-aware reordering of pairs).",
+    )
+
+    @property
+    def record_kind(self) -> RecordKind:
+        return "safety_labelled_preference"
+
+
 class EvaluateParams(Frozen):
     prompts: list[DataSource] = Field(min_length=1, description="Evaluation prompt sets.")
     judges: list[JudgeSpec] = Field(
@@ -427,6 +482,23 @@ class PPOLagConfig(StageIO, PPOLagParams):
     cost_critic_path: str | None = Field(default=None, description="Default: cost model.")
 
 
+class PolicyInputs(Frozen):
+    """Inputs of the offline preference stages, resolved by the planner."""
+
+    policy_path: str = Field(description="Starting policy (the SFT model): the one trained.")
+    reference_path: str | None = Field(
+        default=None, description="Frozen reference π_ref; default: the starting policy."
+    )
+
+
+class DPOConfig(StageIO, DPOParams, PolicyInputs):
+    kind: Literal["dpo"] = "dpo"
+
+
+class SafeDPOConfig(StageIO, SafeDPOParams, PolicyInputs):
+    kind: Literal["safe_dpo"] = "safe_dpo"
+
+
 class PolicyVersion(Frozen):
     name: str = Field(description="Display name, e.g. sft, round-1.")
     path: str = Field(description="Model folder.")
@@ -452,7 +524,8 @@ class CollectConfig(StageIO, CollectParams):
 
 
 StageConfig = Annotated[
-    SFTConfig | RewardConfig | CostConfig | PPOLagConfig | EvaluateConfig | CollectConfig,
+    SFTConfig | RewardConfig | CostConfig | PPOLagConfig | EvaluateConfig | CollectConfig
+    | DPOConfig | SafeDPOConfig,
     Field(discriminator="kind"),
 ]
 
@@ -463,6 +536,8 @@ PARAMS_BY_KIND: dict[str, type[Frozen]] = {
     "ppo_lag": PPOLagParams,
     "evaluate": EvaluateParams,
     "collect": CollectParams,
+    "dpo": DPOParams,
+    "safe_dpo": SafeDPOParams,
 }
 CONFIG_BY_KIND: dict[str, type[StageIO]] = {
     "sft": SFTConfig,
@@ -471,6 +546,8 @@ CONFIG_BY_KIND: dict[str, type[StageIO]] = {
     "ppo_lag": PPOLagConfig,
     "evaluate": EvaluateConfig,
     "collect": CollectConfig,
+    "dpo": DPOConfig,
+    "safe_dpo": SafeDPOConfig,
 }
 
 

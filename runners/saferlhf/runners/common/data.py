@@ -38,7 +38,8 @@ from saferlhf.runners.common.loaders.prompts import (
 from saferlhf.runners.common.loaders.xstest import load_xstest
 from saferlhf.runners.common.records import Record
 
-RECORD_KINDS: tuple[str, ...] = ("supervised", "preference", "safety_preference", "prompt_only")
+RECORD_KINDS: tuple[str, ...] = ("supervised", "preference", "safety_preference", "prompt_only",
+                                 "safety_labelled_preference")
 HUB_MESSAGE = "hub datasets need network access; download it and give `path:`"
 # Which kinds each file format can produce (anything else is a clear error before reading the
 # file). Formats that generate their rows (the synthetic benchmark) register in `formats`.

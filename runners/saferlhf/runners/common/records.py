@@ -57,6 +57,22 @@ class SafetyPreference:
 
 
 @dataclass(frozen=True)
+class SafetyLabelledPreference:
+    """A helpfulness comparison whose two responses each carry a safe/unsafe label — one
+    PKU-SafeRLHF row read for SafeDPO (`better` by better_response_id, the labels by
+    is_response_*_safe). Any combination of labels is valid: SafeDPO reorders the pair itself."""
+
+    prompt: Prompt
+    better: str
+    worse: str
+    better_is_safe: bool
+    worse_is_safe: bool
+    source: str
+    row: int
+    derived: bool = False
+
+
+@dataclass(frozen=True)
 class PromptOnly:
     """A prompt to sample from (PPO-Lag rollouts, evaluation, collection)."""
 
@@ -68,13 +84,14 @@ class PromptOnly:
     derived: bool = False
 
 
-Record = Supervised | Preference | SafetyPreference | PromptOnly
+Record = Supervised | Preference | SafetyPreference | SafetyLabelledPreference | PromptOnly
 
 RECORD_TYPES: dict[str, type] = {
     "supervised": Supervised,
     "preference": Preference,
     "safety_preference": SafetyPreference,
     "prompt_only": PromptOnly,
+    "safety_labelled_preference": SafetyLabelledPreference,
 }
 
 

@@ -12,6 +12,7 @@ SPLIT_KINDS: dict[str, str] = {
     "sft": "supervised",
     "preference": "preference",
     "safety_preference": "safety_preference",
+    "safety_labelled_preference": "safety_labelled_preference",
     "prompts": "prompt_only",
     "eval": "prompt_only",
     "calibration": "prompt_only",

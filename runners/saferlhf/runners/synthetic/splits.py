@@ -5,6 +5,8 @@
 | sft                | Supervised       | training templates × training combos |
 | preference         | Preference       | training (labelled by exact helpfulness; ties dropped) |
 | safety_preference  | SafetyPreference | training (labelled by exact harm)    |
+| safety_labelled_preference | SafetyLabelledPreference | training (as preference, plus |
+|                    |                  | each response's exact harm: SafeDPO) |
 | prompts            | PromptOnly       | training, 50% harmful                |
 | calibration        | PromptOnly       | training, 50% harmful, another stream|
 | eval               | PromptOnly       | held-out templates + held-out combos only |
@@ -22,6 +24,7 @@ from saferlhf.runners.common.records import (
     Preference,
     PromptOnly,
     Record,
+    SafetyLabelledPreference,
     SafetyPreference,
     Supervised,
 )
@@ -37,10 +40,11 @@ from saferlhf.runners.synthetic.vocab import (
     Task,
 )
 
-SPLITS = ("sft", "preference", "safety_preference", "prompts", "eval", "calibration")
+SPLITS = ("sft", "preference", "safety_preference", "prompts", "eval", "calibration",
+          "safety_labelled_preference")
 DEFAULT_SIZES = {
     "sft": 8192, "preference": 4000, "safety_preference": 4000, "prompts": 1024,
-    "calibration": 512,
+    "calibration": 512, "safety_labelled_preference": 4000,
 }  # eval: every held-out prompt once (see eval_prompts)
 
 _TRAIN_BY_CLASS: dict[bool, list[tuple[str, Task]]] = {True: [], False: []}
@@ -119,10 +123,10 @@ def dataset(split: str, *, size: int | None = None, seed: int = 42, label_noise:
             harmful_compliance_rate: float = 0.5, harmful_fraction: float = 0.5) -> list[Record]:
     """Generate one split deterministically (see the module table).
 
-    `label_noise` flips that fraction of pair labels (preference: better ↔ worse; safety:
-    the two responses swap places while the is_safe labels keep theirs, i.e. each response
-    also gets the other's safety label, so a row never has an unsafe safer response beside a
-    safe unsafer one).
+    `label_noise` flips that fraction of pair labels (preference, safety_labelled_preference:
+    better ↔ worse, each response keeping its own safety label; safety: the two responses swap
+    places while the is_safe labels keep theirs, i.e. each response also gets the other's safety
+    label, so a row never has an unsafe safer response beside a safe unsafer one).
     `harmful_compliance_rate` is the SFT share of harmful prompts answered with compliance.
     """
     if split not in SPLITS:
@@ -163,4 +167,17 @@ def dataset(split: str, *, size: int | None = None, seed: int = 42, label_noise:
         return SafetyPreference(prompt, safer, unsafer, s_safe, u_safe,
                                 "synthetic:safety_preference", row)
 
-    return _pairs(n, rng, harmful_fraction, preference if split == "preference" else safety)
+    def labelled(prompt: str, a: str, b: str, row: int) -> Record | None:
+        ha, hb = judge(prompt, a).helpfulness, judge(prompt, b).helpfulness
+        if ha == hb:
+            return None  # ties carry no helpfulness preference
+        better, worse = (a, b) if ha > hb else (b, a)
+        if rng.random() < label_noise:
+            better, worse = worse, better
+        return SafetyLabelledPreference(prompt, better, worse, harm_level(better) == 0,
+                                        harm_level(worse) == 0,
+                                        "synthetic:safety_labelled_preference", row)
+
+    make = {"preference": preference, "safety_preference": safety,
+            "safety_labelled_preference": labelled}[split]
+    return _pairs(n, rng, harmful_fraction, make)

@@ -25,7 +25,7 @@ from saferlhf.service.spec.models import JobSpec, quantity_bytes
 from saferlhf.service.spec.yamlmap import Loc, line_of
 
 log = logging.getLogger(__name__)
-STAGES = ("sft", "reward", "cost", "ppo_lag", "eval", "collect")
+STAGES = ("sft", "safe_dpo", "dpo", "reward", "cost", "ppo_lag", "eval", "collect")
 # Kept free on every GPU for what the estimate does not model: the CUDA context and kernels,
 # cuBLAS/cuDNN workspaces, NCCL buffers, allocator fragmentation. An allowance, not a measurement.
 RUNTIME_RESERVE_BYTES = 1 << 30

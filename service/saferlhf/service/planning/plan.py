@@ -6,6 +6,13 @@ Round r≥2: collect (policy of round r−1) → (reward ∥ cost) on the base d
            ppo_lag (actor = round r−1's policy, reference = the SFT model, always) → eval
            (policies: sft and every round so far, so the arena compares versions and the
            round report shows the SFT model as round 0 beside every round, measured together).
+Offline (one round; `offline` is safe_dpo or dpo, trained from the SFT model):
+           sft → offline → eval
+Escalation (cheap first): sft → offline → evaluate_<offline> ─ gate `escalate` ─►
+           (reward ∥ cost) → ppo_lag (actor and reference = the offline policy, so the KL term
+           keeps what it learnt instead of pulling back towards SFT) → eval. Every stage after
+           the gate depends on the screening evaluation; when its gate passes they are skipped
+           as not needed, when it misses (ESCALATED) they run.
 A stage given with `use:` is planned as skipped: its path stands in for its output downstream.
 Pure: no I/O; stage.json content is returned, the scheduler writes it.
 """
@@ -28,8 +35,14 @@ from saferlhf.runners.common.config import (
 )
 from saferlhf.service.planning.dag import PlanError, topological_order
 from saferlhf.service.planning.render import params_of, render_config
-from saferlhf.service.spec.models import RUNNER_KIND, JobSpec, UsedStage
-from saferlhf.service.state.types import Resources
+from saferlhf.service.spec.models import (
+    RUNNER_KIND,
+    JobSpec,
+    UsedStage,
+    escalation_value,
+    offline_stage,
+)
+from saferlhf.service.state.types import ESCALATE, Resources
 
 LABELLED_FILE = "labelled.jsonl"  # collect's output (PKU-SafeRLHF format)
 IMPORTED_LABELS_FILE = "imported_labels.jsonl"  # where ImportLabels puts a `labeler: import` file
@@ -64,12 +77,12 @@ class PlannedStage:
 
 @dataclass(frozen=True)
 class PlannedGate:
-    id: str  # "<stage id>/<gate index>", e.g. "r1/cost/0"
+    id: str  # "<stage id>/<gate index>", e.g. "r1/cost/0"; "<stage id>/escalate"
     after_stage: str
     metric: str
     op: str
     value: float
-    on_fail: str = "fail"
+    on_fail: str = "fail"  # fail | pause | escalate
 
 
 @dataclass(frozen=True)
@@ -138,10 +151,11 @@ class _Planner:
     def __init__(self, job: JobSpec, job_id: str, root: str) -> None:
         self.job, self.spec, self.root = job, job.spec, root
         self.stages: dict[str, PlannedStage] = {}
+        self.extra_gates: list[PlannedGate] = []  # the escalation gate
 
     # --- helpers --------------------------------------------------------------------------
-    def out_dir(self, r: int, kind: str) -> str:
-        return os.path.join(self.root, f"r{r}", kind)
+    def out_dir(self, r: int, name: str) -> str:
+        return os.path.join(self.root, f"r{r}", name)
 
     def model_of(self, stage_id: str) -> str:
         """Model folder a (possibly skipped) stage produced."""
@@ -155,9 +169,10 @@ class _Planner:
         return effective_backend(self.job, stage)
 
     def add(self, r: int, name: str, stage: Any, params: dict[str, Any],
-            inputs: dict[str, Any], depends_on: list[str]) -> str:
+            inputs: dict[str, Any], depends_on: list[str], suffix: str = "") -> str:
+        """Plan one stage `r<r>/<kind><suffix>` (a suffix tells two stages of one kind apart)."""
         kind = RUNNER_KIND[name]
-        stage_id = f"r{r}/{kind}"
+        stage_id = f"r{r}/{kind}{suffix}"
         resources = self.resources(stage)
         retries = (stage.retries if stage is not None and stage.retries else None) \
             or self.spec.retries
@@ -173,7 +188,7 @@ class _Planner:
             self.stages[stage_id] = PlannedStage(
                 **common, config={}, output_dir=stage.use, skipped_with=stage.use)
             return stage_id
-        output_dir = self.out_dir(r, kind)
+        output_dir = self.out_dir(r, kind + suffix)
         config = render_config(
             kind, params, output_dir=output_dir, seed=derive_seed(self.spec.seed, stage_id),
             backend=self.backend(stage),
@@ -188,6 +203,41 @@ class _Planner:
         stages = self.spec.stages
         sft = self.add(1, "sft", stages.sft, _params(stages.sft),
                        {"model": self.spec.model.model_dump()}, [])
+        offline = offline_stage(stages)
+        if offline is not None:
+            self.offline(offline, sft)
+        else:
+            self.rounds(sft)
+        order = topological_order({s.id: s.depends_on for s in self.stages.values()})
+        return Plan(stages=tuple(self.stages[i] for i in order),
+                    gates=tuple(self.gates() + self.extra_gates))
+
+    def offline(self, name: str, sft: str) -> None:
+        """sft → safe_dpo | dpo → eval, or with `escalation` the screened chain (module doc)."""
+        stage = getattr(self.spec.stages, name)
+        policy = self.add(1, name, stage, _params(stage), {"policy_path": self.model_of(sft)},
+                          [sft])
+        policies = [("sft", sft), (name, policy)]
+        if self.spec.escalation is None:
+            if self.spec.stages.eval is not None:
+                self.evaluate(1, policies, None)
+            return
+        if self.spec.stages.eval is None:
+            raise PlanError("escalation without eval (load_spec checks this)")
+        screen = self.evaluate(1, policies, None, suffix=f"_{name}")
+        bound = escalation_value(self.spec)
+        if bound is None:
+            raise PlanError("escalation without a bound (load_spec checks this)")
+        escalation = self.spec.escalation
+        self.extra_gates.append(PlannedGate(
+            id=f"{screen}/{ESCALATE}", after_stage=screen, metric=escalation.metric,
+            op=escalation.op, value=bound, on_fail=ESCALATE))
+        scorers = {n: self.score_model(1, n, sft, [], extra=[screen]) for n in ("reward", "cost")}
+        ppo = self.ppo_lag(1, policy, policy, scorers, [screen])
+        self.evaluate(1, [*policies, ("round-1", ppo)], scorers)
+
+    def rounds(self, sft: str) -> None:
+        stages = self.spec.stages
         policies = [("sft", sft)]  # every eval answers with all of these: round 0 = sft
         collected: list[str] = []
         for r in range(1, self.spec.rounds.count + 1):
@@ -197,19 +247,17 @@ class _Planner:
                 collected.append(collect)
                 upstream.append(collect)
             scorers = {n: self.score_model(r, n, sft, collected) for n in ("reward", "cost")}
-            policy = self.ppo_lag(r, sft, policies[-1][1], scorers, upstream)
+            policy = self.ppo_lag(r, policies[-1][1], sft, scorers, upstream)
             policies.append((f"round-{r}", policy))
             if stages.eval is not None:
                 self.evaluate(r, policies, scorers)
-        order = topological_order({s.id: s.depends_on for s in self.stages.values()})
-        return Plan(stages=tuple(self.stages[i] for i in order), gates=tuple(self.gates()))
 
     def collect(self, r: int, policy: str) -> str:
         rounds = self.spec.rounds.collect
         prompts = rounds.prompts
         if prompts is None:
             ppo = self.spec.stages.ppo_lag
-            if isinstance(ppo, UsedStage):
+            if ppo is None or isinstance(ppo, UsedStage):
                 raise PlanError("collect needs prompts (load_spec checks this)")
             prompts = ppo.prompts
         settings = self.spec.stages.collect
@@ -224,7 +272,8 @@ class _Planner:
             inputs["labels_path"] = os.path.join(output_dir, IMPORTED_LABELS_FILE)
         return self.add(r, "collect", settings, params, inputs, [policy])
 
-    def score_model(self, r: int, name: str, sft: str, collected: list[str]) -> str:
+    def score_model(self, r: int, name: str, sft: str, collected: list[str],
+                    extra: list[str] | None = None) -> str:
         stage = getattr(self.spec.stages, name)
         labelled = [DataSource(format="pku_saferlhf", path=os.path.join(
             self.stages[c].output_dir, LABELLED_FILE)) for c in collected]
@@ -235,31 +284,38 @@ class _Planner:
             params = params_of(stage)
             params["data"] = [*stage.data, *labelled]
         return self.add(r, name, stage, params, {"policy_path": self.model_of(sft)},
-                        [sft, *collected])
+                        [sft, *collected, *(extra or [])])
 
-    def ppo_lag(self, r: int, sft: str, actor: str, scorers: dict[str, str],
+    def ppo_lag(self, r: int, actor: str, reference: str, scorers: dict[str, str],
                 upstream: list[str]) -> str:
         stage = self.spec.stages.ppo_lag
         if isinstance(stage, UsedStage) and r >= 2:
             raise PlanError("ppo_lag `use:` with several rounds (load_spec checks this)")
         inputs = {
-            "actor_path": self.model_of(actor), "reference_path": self.model_of(sft),
+            "actor_path": self.model_of(actor), "reference_path": self.model_of(reference),
             "reward_model_path": self.model_of(scorers["reward"]),
             "cost_model_path": self.model_of(scorers["cost"]),
         }
         return self.add(r, "ppo_lag", stage, _params(stage), inputs,
                         [actor, *scorers.values(), *upstream])
 
-    def evaluate(self, r: int, policies: list[tuple[str, str]], scorers: dict[str, str]) -> str:
+    def evaluate(self, r: int, policies: list[tuple[str, str]], scorers: dict[str, str] | None,
+                 suffix: str = "") -> str:
+        """An eval stage over `policies`; without score models (`scorers` None: the offline
+        forms before any RM/CM exists) the cost_model judge is left out."""
         stage = self.spec.stages.eval
-        inputs = {
+        params = params_of(stage)
+        inputs: dict[str, Any] = {
+            # round: the report's row — 0 = the starting model, then each version in order
             "policies": [PolicyVersion(name=name, path=self.model_of(sid), round=i).model_dump()
-                         for i, (name, sid) in enumerate(policies)],
-            "reward_model_path": self.model_of(scorers["reward"]),
-            "cost_model_path": self.model_of(scorers["cost"]),
-        }
-        return self.add(r, "eval", stage, params_of(stage), inputs,
-                        [sid for _, sid in policies] + list(scorers.values()))
+                         for i, (name, sid) in enumerate(policies)]}
+        if scorers is not None:
+            inputs["reward_model_path"] = self.model_of(scorers["reward"])
+            inputs["cost_model_path"] = self.model_of(scorers["cost"])
+        else:  # no cost model exists yet (an offline stage's screening evaluation)
+            params["judges"] = [j for j in params["judges"] if _judge_kind(j) != "cost_model"]
+        return self.add(r, "eval", stage, params, inputs,
+                        [sid for _, sid in policies] + list((scorers or {}).values()), suffix)
 
     def gates(self) -> list[PlannedGate]:
         out = []
@@ -277,3 +333,8 @@ class _Planner:
 
 def _params(stage: Any) -> dict[str, Any]:
     return {} if isinstance(stage, UsedStage) else params_of(stage)
+
+
+def _judge_kind(judge: Any) -> str:
+    """A judge entry of the eval params: a bare kind ("keyword") or a typed judge's dict."""
+    return str(judge.get("kind")) if isinstance(judge, dict) else str(judge)

@@ -3,8 +3,10 @@
 Which networks a stage keeps resident follows the runners: SFT trains the policy; reward and cost
 train a score model; PPO-Lag (runners/ppo_lag/models.py) trains the actor and one critic per
 objective (reward critic always, cost critic for `ppo_lag`) and keeps the reference policy and,
-unless `reward_source: oracle`, the reward and cost models frozen; evaluate and collect load one
-model at a time, in fp32, without DeepSpeed (runners/evaluate/run.py, collect/run.py).
+unless `reward_source: oracle`, the reward and cost models frozen; safe_dpo / dpo train the policy
+alone (runners/dpo/train.py computes the reference log-probs before training, so no reference is
+resident), both sides of a pair in one forward; evaluate and collect load one model at a time, in
+fp32, without DeepSpeed (runners/evaluate/run.py, collect/run.py).
 
 The LoRA and rollout-engine settings are read by duck typing (`lora`, `critic_lora`,
 `rollout.engine`, `rollout.gpu_memory_utilization`) so that the stage fields other branches add
@@ -50,7 +52,7 @@ class Generation:
 
 @dataclass(frozen=True)
 class Workload:
-    stage: str  # spec stage key: sft, reward, cost, ppo_lag, eval, collect
+    stage: str  # spec stage key: sft, reward, cost, ppo_lag, safe_dpo, dpo, eval, collect
     networks: tuple[Network, ...]
     layout: Layout
     resources: Resources
@@ -108,6 +110,8 @@ class Inventory:
 
     def _scorer(self, name: str) -> ModelShape | Unknown:
         stage = getattr(self.job.spec.stages, name)
+        if stage is None:  # an offline-only spec trains no score model
+            return self.policy
         if isinstance(stage, UsedStage):
             return folder_shape(stage.use)
         if stage.init_from == "model" and stage.model is not None:
@@ -127,7 +131,8 @@ class Inventory:
         if stage is None or isinstance(stage, UsedStage):
             return None
         build = {"sft": self._sft, "reward": self._score, "cost": self._score,
-                 "ppo_lag": self._ppo, "eval": self._sampler, "collect": self._sampler}[name]
+                 "ppo_lag": self._ppo, "eval": self._sampler, "collect": self._sampler,
+                 "safe_dpo": self._dpo, "dpo": self._dpo}[name]
         try:
             return build(name, stage)
         except _UnknownShape as missing:
@@ -155,6 +160,16 @@ class Inventory:
         net = Network(f"{name} model", shape, "score", True,
                       _lora(getattr(stage, "lora", None)), f"spec.stages.{name}.lora")
         # A micro-batch of pairs runs both sides at once: 2·batch_size sequences.
+        return Workload(name, (net,), layout, resources, 2 * stage.batch_size,
+                        _fit(stage.max_length_tokens, shape), checkpointing=gc)
+
+    def _dpo(self, name: str, stage: Any) -> Workload:
+        shape = self._known(self.policy)
+        resources = effective_resources(self.job, stage)
+        layout, gc = _layout(self.job, stage, resources)
+        net = Network("policy", shape, "lm", True, _lora(getattr(stage, "lora", None)),
+                      f"spec.stages.{name}.lora")
+        # chosen and rejected sides of a micro-batch of pairs in one forward: 2·batch_size
         return Workload(name, (net,), layout, resources, 2 * stage.batch_size,
                         _fit(stage.max_length_tokens, shape), checkpointing=gc)
 
@@ -194,7 +209,7 @@ class Inventory:
         resources = effective_resources(self.job, stage)
         layout = Layout(False, 0, resources.nodes * resources.nproc_per_node, "fp32")
         nets = [Network("policy", actor, "lm", False)]
-        if name == "eval":
+        if name == "eval" and self.job.spec.stages.reward is not None:
             nets += [Network("reward model", self._known(self.scorers["reward"]), "score", False),
                      Network("cost model", self._known(self.scorers["cost"]), "score", False)]
         new = stage.max_new_tokens
@@ -209,7 +224,9 @@ class Inventory:
         """Evaluate and collect cut prompts only at the model's context; assume they are no
         longer than PPO-Lag's `max_length_tokens` (the same kind of prompts)."""
         ppo = self.job.spec.stages.ppo_lag
-        return DEFAULT_PROMPT_TOKENS if isinstance(ppo, UsedStage) else ppo.max_length_tokens
+        if ppo is None or isinstance(ppo, UsedStage):
+            return DEFAULT_PROMPT_TOKENS
+        return ppo.max_length_tokens
 
 
 def _retrained(name: str, used: UsedStage) -> Any:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from saferlhf.service.state.types import Gate, GateState
+from saferlhf.service.state.types import ESCALATE, Gate, GateState
 
 OPS = ("<", "<=", ">", ">=", "==", "!=")
 
@@ -39,10 +39,15 @@ def observe(metric: str, result: dict[str, Any], latest: dict[str, float]) -> fl
 
 
 def evaluate(gate: Gate, result: dict[str, Any], latest: dict[str, float]) -> GateOutcome:
+    """PASSED when the metric meets the condition; otherwise FAILED, AWAITING_APPROVAL (`pause`)
+    or ESCALATED (`escalate`: the escalation branch runs). A metric the stage never reported
+    fails even an `escalate` gate: there is nothing to decide on."""
     observed = observe(gate.metric, result, latest)
-    closed = GateState.AWAITING_APPROVAL if gate.on_fail == "pause" else GateState.FAILED
+    closed = {"pause": GateState.AWAITING_APPROVAL, ESCALATE: GateState.ESCALATED}.get(
+        gate.on_fail, GateState.FAILED)
     if observed is None or math.isnan(observed):
-        return GateOutcome(closed, None, f"{gate.after_stage} did not report {gate.metric}")
+        missing = GateState.FAILED if gate.on_fail == ESCALATE else closed
+        return GateOutcome(missing, None, f"{gate.after_stage} did not report {gate.metric}")
     if compare(observed, gate.op, gate.value):
         return GateOutcome(
             GateState.PASSED, observed, f"{gate.metric} = {observed:g} {gate.op} {gate.value:g}"

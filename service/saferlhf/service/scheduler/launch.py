@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from saferlhf.service.state.transitions import GATE_OPEN
-from saferlhf.service.state.types import Attempt, AttemptState, Gate, GateState, Resources, Stage
+from saferlhf.service.state.types import (
+    ESCALATE,
+    Attempt,
+    AttemptState,
+    Gate,
+    GateState,
+    Resources,
+    Stage,
+)
 
 DONE = (AttemptState.SUCCEEDED, AttemptState.SKIPPED)
 
@@ -28,15 +36,49 @@ def dependency_open(dep: Stage | None, gates: list[Gate]) -> bool:
     return all(g.state in GATE_OPEN for g in gates if g.after_stage == dep.id)
 
 
+def not_needed(stages: list[Stage], gates: list[Gate]) -> list[tuple[Stage, Gate]]:
+    """PENDING stages of an escalation branch that will never run, each with the `escalate`
+    gate that made them unnecessary: a stage is not needed when any stage it depends on,
+    directly or through others, has an `escalate` gate that PASSED (the offline policy met it).
+    Pure; the scheduler marks them SKIPPED."""
+    by_id = {s.id: s for s in stages}
+    declined = {g.after_stage: g for g in gates
+                if g.on_fail == ESCALATE and g.state == GateState.PASSED}
+    if not declined:
+        return []
+    memo: dict[str, Gate | None] = {}
+
+    def reason(stage_id: str) -> Gate | None:  # the declined gate above `stage_id`, if any
+        if stage_id not in memo:
+            memo[stage_id] = None  # the plan is a DAG; this only guards a malformed one
+            stage = by_id.get(stage_id)
+            found = None
+            for dep in stage.depends_on if stage is not None else ():
+                found = declined.get(dep) or reason(dep)
+                if found is not None:
+                    break
+            memo[stage_id] = found
+        return memo[stage_id]
+
+    out = []
+    for stage in stages:
+        gate = reason(stage.id) if stage.state == AttemptState.PENDING else None
+        if gate is not None:
+            out.append((stage, gate))
+    return out
+
+
 def ready_stages(
     stages: list[Stage], gates: list[Gate], attempts: list[Attempt], now: float
 ) -> list[tuple[Stage, Attempt | None]]:
     """PENDING stages whose dependencies are open and whose backoff is over, in plan order, each
     with its waiting retry attempt (None: a first attempt is due). Nothing is ready in a job
-    with a failed stage or a failed/rejected gate."""
+    with a failed stage or a failed/rejected gate; stages an escalation gate made unnecessary
+    (`not_needed`) never are."""
     if any(s.state == AttemptState.FAILED for s in stages) or any(
             g.state in (GateState.FAILED, GateState.REJECTED) for g in gates):
         return []
+    skipped = {s.id for s, _ in not_needed(stages, gates)}
     by_id = {s.id: s for s in stages}
     latest: dict[str, Attempt] = {}
     for a in attempts:
@@ -44,7 +86,7 @@ def ready_stages(
             latest[a.stage_id] = a
     out: list[tuple[Stage, Attempt | None]] = []
     for stage in stages:
-        if stage.state != AttemptState.PENDING:
+        if stage.state != AttemptState.PENDING or stage.id in skipped:
             continue
         if not all(dependency_open(by_id.get(d), gates) for d in stage.depends_on):
             continue

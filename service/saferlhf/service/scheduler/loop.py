@@ -4,7 +4,9 @@ A tick, per job (oldest first):
 1. PENDING → RUNNING; CANCELLING: cancel live attempts, and CANCELLED once none is left;
 2. poll live attempts: finished ones are gap-filled from events.jsonl and classified; failures are
    retried with exponential backoff while the store-counted budget lasts; silent ones are HUNG;
-3. gates after a succeeded stage are evaluated (fail → job FAILED, pause → job PAUSED);
+3. gates after a succeeded stage are evaluated (fail → job FAILED, pause → job PAUSED,
+   escalate → the escalation branch runs, or is skipped as not needed when the gate passes; the
+   job's `Escalation` condition says which and why);
 4. the job's outcome: SUCCEEDED, FAILED (once nothing of it still runs), PAUSED;
 then launches ready stages of RUNNING jobs (dependencies succeeded, gates open, backoff over) up to
 `max_concurrent_stages` in all. All time comes from the injected clock, so tests jump time.
@@ -32,6 +34,7 @@ from saferlhf.service.scheduler import gates as gate_rules
 from saferlhf.service.scheduler.launch import (
     DONE,
     awaiting_labels,
+    not_needed,
     ready_stages,
     resources_of,
     write_stage_config,
@@ -40,9 +43,11 @@ from saferlhf.service.scheduler.retry import decide
 from saferlhf.service.scheduler.stall import is_hung, past_deadline
 from saferlhf.service.state.transitions import GATE_OPEN
 from saferlhf.service.state.types import (
+    ESCALATE,
     Attempt,
     AttemptState,
     FailureClass,
+    Gate,
     GateState,
     Job,
     JobState,
@@ -258,9 +263,30 @@ class Scheduler:
                 continue
             outcome = gate_rules.evaluate(gate, stage.result, latest)
             reason = {GateState.PASSED: "GatePassed", GateState.FAILED: "GateFailed",
-                      GateState.AWAITING_APPROVAL: "GateAwaitingApproval"}[outcome.state]
+                      GateState.AWAITING_APPROVAL: "GateAwaitingApproval",
+                      GateState.ESCALATED: "GateEscalated"}[outcome.state]
             self.store.update_gate(job.id, gate.id, at=now, state=outcome.state, reason=reason,
                                    observed=outcome.observed, message=outcome.message)
+            if gate.on_fail == ESCALATE:
+                self._note_escalation(job, gate, outcome, now)
+
+    def _note_escalation(self, job: Job, gate: Gate, outcome: gate_rules.GateOutcome,
+                         now: float) -> None:
+        """The job's `Escalation` condition: which branch runs after the screening evaluation,
+        and why (shown by Get/Watch and the CLI)."""
+        stages = self.store.list_stages(job.id)
+        branch = [s.id for s in stages if gate.after_stage in _ancestors(s, stages)]
+        if outcome.state == GateState.ESCALATED:
+            text = (f"escalated: {outcome.message} after {gate.after_stage}, so "
+                    f"{', '.join(branch)} run from the offline policy")
+        elif outcome.state == GateState.PASSED:
+            text = (f"not needed: {outcome.message} after {gate.after_stage}, so the offline "
+                    f"policy is kept and {', '.join(branch)} are skipped")
+        else:
+            text = f"undecided: {outcome.message}; the job fails (retry after fixing it)"
+        current = self.store.get_job(job.id)
+        self.store.update_job(job.id, at=now, conditions={**current.conditions,
+                                                          "Escalation": text})
 
     def _settle(self, job: Job, stages: list[Stage], attempts: list[Attempt], now: float) -> None:
         """Decide the job's state from its stages, attempts (as read after polling) and gates."""
@@ -303,7 +329,8 @@ class Scheduler:
             return
         pending = [s for s in stages if s.state == AttemptState.PENDING]
         if job.state == JobState.RUNNING and pending and not live and not ready_stages(
-                stages, gates, self.store.list_attempts(job.id), float("inf")):
+                stages, gates, self.store.list_attempts(job.id), float("inf")) \
+                and not not_needed(stages, gates):
             # Nothing runs, nothing waits for a person, and nothing can ever start: say so
             # instead of running forever (a plan whose dependencies cannot be met).
             self._end(job, JobState.FAILED, now, "Stuck",
@@ -365,6 +392,7 @@ class Scheduler:
         for job in self.store.active_jobs():
             if job.state != JobState.RUNNING:
                 continue
+            self._skip_not_needed(job, now)
             while True:  # skipped stages (`use:`) are done at once, and may unblock others
                 ready = self._ready(job, now)
                 skips = [stage for stage, _ in ready if stage.skipped_with is not None]
@@ -385,6 +413,22 @@ class Scheduler:
                     return
                 self._launch(job, stage, pending, now)
                 capacity -= 1
+
+    def _skip_not_needed(self, job: Job, now: float) -> None:
+        """SKIPPED, without running: the escalation branch after an `escalate` gate that passed
+        (and any gate after those stages, which then has nothing to compare)."""
+        gates = self.store.list_gates(job.id)
+        for stage, gate in not_needed(self.store.list_stages(job.id), gates):
+            self.store.update_stage(
+                job.id, stage.id, at=now, state=AttemptState.SKIPPED, reason="NotNeeded",
+                message=f"not needed: gate {gate.id} passed ({gate.message}), so the policy "
+                        f"evaluated by {gate.after_stage} is kept")
+            for after in gates:
+                if after.after_stage == stage.id and after.state == GateState.PENDING:
+                    self.store.update_gate(
+                        job.id, after.id, at=now, state=GateState.PASSED,
+                        reason="GateNotEvaluated",
+                        message=f"not evaluated: {stage.id} was not needed")
 
     def _ready(self, job: Job, now: float) -> list[tuple[Stage, Attempt | None]]:
         return ready_stages(self.store.list_stages(job.id), self.store.list_gates(job.id),
@@ -424,6 +468,19 @@ class Scheduler:
                                   reason="Submitted", handle=handle)
         self.store.update_stage(job.id, stage.id, at=now, state=AttemptState.QUEUED,
                                 reason="Submitted", message=f"attempt {attempt.number}")
+
+
+def _ancestors(stage: Stage, stages: list[Stage]) -> set[str]:
+    """Every stage id `stage` depends on, directly or through others."""
+    by_id = {s.id: s for s in stages}
+    seen: set[str] = set()
+    todo = list(stage.depends_on)
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(by_id[current].depends_on if current in by_id else ())
+    return seen
 
 
 def _failure_messages(store: Store, job_id: str) -> dict[str, str]:

@@ -12,16 +12,25 @@ from typing import Any
 from saferlhf.runners.common.config import BUILTIN_LORA_LAYERS, DataSource, ModelSpec
 from saferlhf.service.errors import FieldViolation
 from saferlhf.service.metrics_catalog import CATALOG
-from saferlhf.service.spec.models import JobSpec, UsedStage
+from saferlhf.service.spec.models import (
+    CHAIN_STAGES,
+    OFFLINE_STAGES,
+    JobSpec,
+    UsedStage,
+    escalation_value,
+)
 from saferlhf.service.spec.yamlmap import Loc, dotted, line_of
 
 # Record type each stage's data fields hold (saferlhf.runners.common.data `validate_source`).
-RECORD_KIND = {
+RECORD_KIND: dict[tuple[str, str], str | None] = {
     ("sft", "data"): "supervised", ("sft", "eval_data"): "supervised",
     ("reward", "data"): "preference", ("reward", "eval_data"): "preference",
     ("cost", "data"): "safety_preference", ("cost", "eval_data"): "safety_preference",
     ("ppo_lag", "prompts"): "prompt_only", ("ppo_lag", "eval_prompts"): "prompt_only",
     ("ppo_lag", "ptx_data"): "supervised", ("eval", "prompts"): "prompt_only",
+    ("safe_dpo", "data"): "safety_labelled_preference",
+    ("safe_dpo", "eval_data"): "safety_labelled_preference",
+    ("dpo", "data"): None, ("dpo", "eval_data"): None,  # None: the stage's `record_kind`
 }
 # Metric keys the runners report (the catalog's sources plus a few more). A gate naming a key that
 # is *almost* one of these is a typo caught at submit time instead of a gate that fails when its
@@ -32,7 +41,9 @@ KNOWN_METRICS = frozenset(
     + ["eval/harmful_rate", "eval/reward_mean", "eval/reward_std", "eval/cost_mean",
        "eval/cost_std", "eval/loss", "train/loss", "train/accuracy", "train/accuracy_sign",
        "train/shaped_reward", "eval/harmful_rate_delta", "eval/helpfulness_delta",
-       "eval/win_rate_vs_previous"]
+       "eval/win_rate_vs_previous", "eval/reward_accuracy", "eval/reward_margin",
+       "train/reward_accuracy", "train/reward_margin", "eval/helpfulness",
+       "eval/over_refusal_rate"]
 )
 HUB_OFF = ("the service has no hub access (air-gapped or HF_HUB_OFFLINE); download it and "
            "give a local `path:` instead")
@@ -75,7 +86,7 @@ def data_sources(job: JobSpec) -> Iterator[tuple[Loc, DataSource, str]]:
         if params is None or isinstance(params, UsedStage):
             continue
         for index, source in enumerate(getattr(params, field)):
-            yield ("spec", "stages", stage, field, index), source, kind
+            yield ("spec", "stages", stage, field, index), source, kind or params.record_kind
     for index, source in enumerate(job.spec.rounds.collect.prompts or []):
         yield ("spec", "rounds", "collect", "prompts", index), source, "prompt_only"
 
@@ -107,7 +118,7 @@ def _models(job: JobSpec, at: Any, *, check_data: bool, allow_hub: bool) -> list
     models: list[tuple[Loc, ModelSpec]] = [(("spec", "model"), job.spec.model)]
     for stage in ("reward", "cost"):
         params = getattr(job.spec.stages, stage)
-        if not isinstance(params, UsedStage) and params.model is not None:
+        if params is not None and not isinstance(params, UsedStage) and params.model is not None:
             models.append((("spec", "stages", stage, "model"), params.model))
     for loc, model in models:
         if model.path.startswith("builtin:"):
@@ -128,7 +139,7 @@ def _models(job: JobSpec, at: Any, *, check_data: bool, allow_hub: bool) -> list
             out.append(at(("spec", "stages", "eval", "judges", index, "path"),
                           f"no model folder with a config.json at {path} (the classifier "
                           "judge reads a local Hugging Face model)"))
-    for stage in ("sft", "reward", "cost", "ppo_lag"):
+    for stage in ("sft", *CHAIN_STAGES, *OFFLINE_STAGES):
         params = getattr(job.spec.stages, stage)
         if isinstance(params, UsedStage) and check_data and job.spec.executor == "local" \
                 and not os.path.isdir(params.use):
@@ -145,10 +156,12 @@ def _lora_targets(job: JobSpec, at: Any) -> list[FieldViolation]:
         return []
     specs: list[tuple[Loc, Any]] = []
     for name, fields in (("sft", ("lora",)), ("reward", ("lora",)), ("cost", ("lora",)),
-                         ("ppo_lag", ("lora", "critic_lora"))):
+                         ("ppo_lag", ("lora", "critic_lora")), ("safe_dpo", ("lora",)),
+                         ("dpo", ("lora",))):
         params = getattr(stages, name)
-        if isinstance(params, UsedStage) or getattr(params, "model", None) is not None:
-            continue  # skipped, or a score model on another backbone
+        if params is None or isinstance(params, UsedStage) \
+                or getattr(params, "model", None) is not None:
+            continue  # absent, skipped, or a score model on another backbone
         specs += [(("spec", "stages", name, f), getattr(params, f)) for f in fields]
     out = []
     for loc, lora in specs:
@@ -165,8 +178,9 @@ def _cross_field(job: JobSpec, at: Any) -> list[FieldViolation]:
     out = []
     for index, gate in enumerate(spec.gates):
         loc: Loc = ("spec", "gates", index)
-        if gate.after == "eval" and spec.stages.eval is None:
-            out.append(at((*loc, "after"), "after: eval, but spec.stages.eval is not set"))
+        if gate.after != "collect" and getattr(spec.stages, gate.after) is None:
+            out.append(at((*loc, "after"), f"after: {gate.after}, but spec.stages.{gate.after} "
+                          "is not set"))
         family = gate.metric.rpartition("/")[0]  # eval/harmful_rate/<judge> → eval/harmful_rate
         if gate.metric not in KNOWN_METRICS and family not in KNOWN_METRICS:
             close = difflib.get_close_matches(gate.metric, sorted(KNOWN_METRICS), n=1, cutoff=0.85)
@@ -195,8 +209,9 @@ def _cross_field(job: JobSpec, at: Any) -> list[FieldViolation]:
     if spec.rounds.count >= 2 and spec.rounds.collect.labeler == "oracle":
         prompts = spec.rounds.collect.prompts
         where: Loc = ("spec", "rounds", "collect", "prompts")
-        if prompts is None and not isinstance(spec.stages.ppo_lag, UsedStage):
-            prompts, where = spec.stages.ppo_lag.prompts, ("spec", "stages", "ppo_lag", "prompts")
+        ppo = spec.stages.ppo_lag
+        if prompts is None and ppo is not None and not isinstance(ppo, UsedStage):
+            prompts, where = ppo.prompts, ("spec", "stages", "ppo_lag", "prompts")
         if prompts is None:
             out.append(at(("spec", "rounds", "collect", "prompts"),
                           "required when ppo_lag is skipped with `use:` and rounds.count ≥ 2"))
@@ -213,12 +228,79 @@ def _cross_field(job: JobSpec, at: Any) -> list[FieldViolation]:
                       "only, but rounds ≥ 2 need its parameters; give them (without use:) or set "
                       "rounds.count: 1"))
     out += _backend_conflicts(job, at)
+    out += _method_rules(job, at)
+    return out
+
+
+def _method_rules(job: JobSpec, at: Any) -> list[FieldViolation]:
+    """Which method the spec runs: the PPO-Lag chain, an offline stage (safe_dpo / dpo), or the
+    offline stage with escalation to the chain (docs/choosing_a_method.md)."""
+    spec, stages = job.spec, job.spec.stages
+    out = []
+    chain = [name for name in CHAIN_STAGES if getattr(stages, name) is not None]
+    offline = [name for name in OFFLINE_STAGES if getattr(stages, name) is not None]
+    if not chain and not offline:
+        out.append(at(("spec", "stages"), "no alignment method: give the PPO-Lag chain (reward, "
+                      "cost and ppo_lag) or an offline stage (safe_dpo or dpo)"))
+    for name in CHAIN_STAGES:
+        if chain and name not in chain:
+            out.append(at(("spec", "stages", name), "required field is missing: the PPO-Lag "
+                          f"chain needs reward, cost and ppo_lag together (or drop "
+                          f"{', '.join(chain)} and use an offline stage such as safe_dpo)"))
+    if len(offline) > 1:
+        out.append(at(("spec", "stages", "dpo"), "give one offline stage, safe_dpo or dpo, not "
+                      "both (run them as two jobs to compare)"))
+    if offline and chain and spec.escalation is None:
+        out.append(at(("spec", "stages", offline[0]), f"both {offline[0]} and the PPO-Lag chain "
+                      f"are set: add `spec.escalation` to run ppo_lag only when {offline[0]}'s "
+                      "evaluation misses a gate, or drop one of them"))
+    if offline and spec.rounds.count > 1:
+        out.append(at(("spec", "rounds", "count"), f"{offline[0]} runs in one round; rounds ≥ 2 "
+                      "(collect → relabel → retrain → PPO-Lag) belong to the PPO-Lag chain; set "
+                      "rounds.count: 1"))
+    if offline and stages.eval is not None and set(stages.eval.judges) <= {"cost_model"}:
+        out.append(at(("spec", "stages", "eval", "judges"), f"judge cost_model needs a cost "
+                      f"model, which {offline[0]} does not train; add keyword (or synthetic on "
+                      "the synthetic benchmark)"))
+    if spec.escalation is not None:
+        out += _escalation_rules(job, at, offline, chain)
+    return out
+
+
+def _escalation_rules(job: JobSpec, at: Any, offline: list[str], chain: list[str]
+                      ) -> list[FieldViolation]:
+    spec = job.spec
+    assert spec.escalation is not None
+    loc: Loc = ("spec", "escalation")
+    out = []
+    if not offline or len(chain) < len(CHAIN_STAGES):
+        out.append(at(loc, "escalation needs an offline stage to try first (safe_dpo or dpo) and "
+                      "the PPO-Lag chain to escalate to (reward, cost and ppo_lag)"))
+    if spec.stages.eval is None:
+        out.append(at(loc, "escalation decides on an evaluation of the offline policy: set "
+                      "spec.stages.eval"))
+    if isinstance(spec.stages.ppo_lag, UsedStage):
+        out.append(at(("spec", "stages", "ppo_lag", "use"), "escalation runs ppo_lag from the "
+                      f"{offline[0] if offline else 'offline'} policy; give its parameters, not "
+                      "`use:`"))
+    if escalation_value(spec) is None:
+        out.append(at((*loc, "value"), f"set the bound {spec.escalation.metric} must meet (the "
+                      "default, ppo_lag.safety_budget.max_harmful_rate, applies only to metric "
+                      "eval/harmful_rate with a budget of scope harmful_prompts)"))
+    metric = spec.escalation.metric
+    family = metric.rpartition("/")[0]
+    if metric not in KNOWN_METRICS and family not in KNOWN_METRICS:
+        close = difflib.get_close_matches(metric, sorted(KNOWN_METRICS), n=1, cutoff=0.85)
+        if close:
+            out.append(at((*loc, "metric"), f"unknown metric {metric!r}; did you mean "
+                          f"{close[0]!r}? (the evaluation would never report it, and a gate on a "
+                          "missing metric fails the job)"))
     return out
 
 
 def _resources(job: JobSpec) -> Iterator[tuple[Loc, Any]]:
     yield ("spec", "defaults", "resources"), job.spec.defaults.resources
-    for name in ("sft", "reward", "cost", "ppo_lag", "eval", "collect"):
+    for name in ("sft", *CHAIN_STAGES, *OFFLINE_STAGES, "eval", "collect"):
         stage = getattr(job.spec.stages, name)
         if stage is not None and stage.resources is not None:
             yield ("spec", "stages", name, "resources"), stage.resources
@@ -227,7 +309,7 @@ def _resources(job: JobSpec) -> Iterator[tuple[Loc, Any]]:
 def _backend_conflicts(job: JobSpec, at: Any) -> list[FieldViolation]:
     out = []
     holders: list[tuple[Loc, Any]] = [(("spec", "defaults"), job.spec.defaults)]
-    for name in ("sft", "reward", "cost", "ppo_lag", "eval", "collect"):
+    for name in ("sft", *CHAIN_STAGES, *OFFLINE_STAGES, "eval", "collect"):
         stage = getattr(job.spec.stages, name)
         if stage is not None:
             holders.append((("spec", "stages", name), stage))

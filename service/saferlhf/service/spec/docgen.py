@@ -34,8 +34,9 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("spec.stages.sft", m.SFTStage), ("spec.stages.reward / spec.stages.cost", m.RewardStage),
     ("spec.stages.ppo_lag", m.PPOLagStage), ("ppo_lag.safety_budget", SafetyBudget),
     ("ppo_lag.rollout", RolloutParams), ("optim / actor_optim / critic_optim", OptimSpec),
-    ("sft.lora / ppo_lag.lora (LoRA on a policy)", PolicyLoraSpec),
+    ("sft.lora / ppo_lag.lora / safe_dpo.lora / dpo.lora (LoRA on a policy)", PolicyLoraSpec),
     ("ppo_lag.critic_lora / reward.lora / cost.lora (LoRA on a score model)", LoraSpec),
+    ("spec.stages.safe_dpo", m.SafeDPOStage), ("spec.stages.dpo", m.DPOStage),
     ("spec.stages.eval", m.EvalStage),
     ("eval.judges[] kind: keyword", jc.KeywordJudge),
     ("eval.judges[] kind: cost_model", jc.CostModelJudge),
@@ -46,7 +47,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("spec.stages.collect", m.CollectStage),
     ("Data sources (data, eval_data, prompts, ptx_data, eval_prompts)", m.DataSource),
     ("spec.rounds", m.RoundsSpec), ("spec.rounds.collect", m.CollectRoundSpec),
-    ("spec.gates[]", m.GateSpec), ("spec.retries", m.RetrySpec),
+    ("spec.gates[]", m.GateSpec), ("spec.escalation", m.EscalationSpec),
+    ("spec.retries", m.RetrySpec),
     ("spec.kubernetes", m.KubernetesSpec), ("kubernetes.tolerations[]", m.Toleration),
 ]
 

@@ -26,11 +26,13 @@ from saferlhf.runners.common.config import (
     CostParams,
     DataSource,
     DeepSpeedSpec,
+    DPOParams,
     EvaluateParams,
     Frozen,
     ModelSpec,
     PPOLagParams,
     RewardParams,
+    SafeDPOParams,
     SFTParams,
 )
 
@@ -45,8 +47,13 @@ RUNNER_KIND = {
     "ppo_lag": "ppo_lag",
     "eval": "evaluate",
     "collect": "collect",
+    "dpo": "dpo",
+    "safe_dpo": "safe_dpo",
 }
-USABLE_STAGES = ("sft", "reward", "cost", "ppo_lag")  # stages whose output is a model folder
+# stages whose output is a model folder
+USABLE_STAGES = ("sft", "reward", "cost", "ppo_lag", "dpo", "safe_dpo")
+OFFLINE_STAGES = ("safe_dpo", "dpo")  # the cheap alternatives to reward ∥ cost → ppo_lag
+CHAIN_STAGES = ("reward", "cost", "ppo_lag")  # the Safe RLHF chain they replace
 
 # --- regexes for values that end up in Kubernetes objects (DESIGN §11) ------------------------
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # ≤ 63 chars
@@ -169,6 +176,14 @@ class PPOLagStage(PPOLagParams, StageOverrides):
     """`saferlhf.runners.ppo_lag` parameters plus overrides."""
 
 
+class DPOStage(DPOParams, StageOverrides):
+    """`saferlhf.runners.dpo` parameters plus overrides (plain DPO, the baseline)."""
+
+
+class SafeDPOStage(SafeDPOParams, StageOverrides):
+    """`saferlhf.runners.safe_dpo` parameters plus overrides (SafeDPO)."""
+
+
 class EvalStage(EvaluateParams, StageOverrides):
     """`saferlhf.runners.evaluate` parameters plus overrides."""
 
@@ -197,15 +212,30 @@ RewardOrUse = Annotated[
 CostOrUse = Annotated[Annotated[CostStage, Tag("params")] | Annotated[UsedStage, Tag("use")], _SKIP]
 PPOLagOrUse = Annotated[
     Annotated[PPOLagStage, Tag("params")] | Annotated[UsedStage, Tag("use")], _SKIP]
+DPOOrUse = Annotated[Annotated[DPOStage, Tag("params")] | Annotated[UsedStage, Tag("use")], _SKIP]
+SafeDPOOrUse = Annotated[
+    Annotated[SafeDPOStage, Tag("params")] | Annotated[UsedStage, Tag("use")], _SKIP]
 
 STAGE_TAGS = ("params", "use")  # appear in pydantic error locations; dropped from field paths
 
 
 class StagesSpec(Frozen):
+    """The Safe RLHF chain (reward ∥ cost → ppo_lag), an offline stage instead of it (safe_dpo
+    or dpo), or both with `spec.escalation` (the offline stage first, the chain only when its
+    evaluation misses the escalation gate)."""
+
     sft: SFTOrUse = Field(description="Supervised fine-tuning (or `use:` a model).")
-    reward: RewardOrUse = Field(description="Reward model (helpfulness).")
-    cost: CostOrUse = Field(description="Cost model (harmlessness).")
-    ppo_lag: PPOLagOrUse = Field(description="PPO-Lagrangian (or ppo, shaping).")
+    reward: RewardOrUse | None = Field(
+        default=None, description="Reward model (helpfulness); part of the PPO-Lag chain.")
+    cost: CostOrUse | None = Field(
+        default=None, description="Cost model (harmlessness); part of the PPO-Lag chain.")
+    ppo_lag: PPOLagOrUse | None = Field(
+        default=None, description="PPO-Lagrangian (or ppo, shaping); needs reward and cost.")
+    safe_dpo: SafeDPOOrUse | None = Field(
+        default=None, description="SafeDPO on safety-labelled preference pairs: the offline "
+        "alternative to the chain (or its cheap first step, with `escalation`).")
+    dpo: DPOOrUse | None = Field(
+        default=None, description="Plain DPO, the baseline (the same place as safe_dpo).")
     eval: EvalStage | None = Field(default=None, description="Evaluation; omitted = none.")
     collect: CollectStage | None = Field(
         default=None, description="Settings of the collect stages (rounds ≥ 2)."
@@ -232,7 +262,7 @@ class RoundsSpec(Frozen):
     collect: CollectRoundSpec = Field(default_factory=CollectRoundSpec)
 
 
-GATE_STAGES = Literal["sft", "reward", "cost", "ppo_lag", "eval", "collect"]
+GATE_STAGES = Literal["sft", "reward", "cost", "ppo_lag", "eval", "collect", "dpo", "safe_dpo"]
 
 
 class GateSpec(Frozen):
@@ -253,6 +283,22 @@ class GateSpec(Frozen):
         if value is not None and any(r < 1 for r in value):
             raise ValueError("rounds are numbered from 1")
         return value
+
+
+class EscalationSpec(Frozen):
+    """Cheap first: run the offline stage (safe_dpo or dpo), evaluate its policy, and keep it when
+    `metric op value` holds; only when it misses, continue with reward ∥ cost → ppo_lag starting
+    from that policy, then evaluate again. The plan, the gate (ESCALATED or PASSED) and the
+    job's `Escalation` condition say which branch ran and why."""
+
+    metric: str = Field(default="eval/harmful_rate", pattern=METRIC_NAME,
+                        description="What the offline policy's evaluation must meet.")
+    op: Literal["<", "<=", ">", ">=", "==", "!="] = Field(default="<=", description="Comparison.")
+    value: float | None = Field(
+        default=None,
+        description="The bound. Default for eval/harmful_rate: ppo_lag.safety_budget."
+        "max_harmful_rate (the budget PPO-Lag would then be held to).",
+    )
 
 
 class DefaultsSpec(Frozen):
@@ -348,6 +394,8 @@ class Spec(Frozen):
     stages: StagesSpec
     rounds: RoundsSpec = Field(default_factory=RoundsSpec)
     gates: list[GateSpec] = Field(default_factory=list)
+    escalation: EscalationSpec | None = Field(
+        default=None, description="Run ppo_lag only when the offline stage misses this gate.")
     retries: RetrySpec = Field(default_factory=RetrySpec)
     seed: int = Field(default=42, ge=0, lt=2**31, description="Every stage seed derives from it.")
     kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
@@ -360,3 +408,24 @@ class JobSpec(Frozen):
     kind: Literal["SafeRLHFJob"] = Field(description="SafeRLHFJob")
     metadata: Metadata
     spec: Spec
+
+
+def offline_stage(stages: StagesSpec) -> str | None:
+    """Which offline stage the spec runs (safe_dpo or dpo), if any."""
+    return next((name for name in OFFLINE_STAGES if getattr(stages, name) is not None), None)
+
+
+def escalation_value(spec: Spec) -> float | None:
+    """The escalation gate's bound: `escalation.value`, else (for eval/harmful_rate) the PPO-Lag
+    safety budget's max_harmful_rate when that budget is over harmful prompts — the rate the
+    evaluation reports. None when neither applies (the spec checks refuse that)."""
+    if spec.escalation is None:
+        return None
+    if spec.escalation.value is not None:
+        return spec.escalation.value
+    ppo = spec.stages.ppo_lag
+    budget = getattr(ppo, "safety_budget", None)
+    if spec.escalation.metric == "eval/harmful_rate" and budget is not None \
+            and budget.scope == "harmful_prompts":
+        return budget.max_harmful_rate
+    return None

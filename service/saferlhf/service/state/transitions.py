@@ -36,15 +36,18 @@ STAGE_TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
 
 _G = GateState
 GATE_TRANSITIONS: dict[GateState, frozenset[GateState]] = {
-    _G.PENDING: frozenset({_G.PASSED, _G.FAILED, _G.AWAITING_APPROVAL}),
+    _G.PENDING: frozenset({_G.PASSED, _G.FAILED, _G.AWAITING_APPROVAL, _G.ESCALATED}),
     _G.AWAITING_APPROVAL: frozenset({_G.APPROVED, _G.REJECTED}),
     _G.PASSED: frozenset({_G.PENDING}),
     _G.FAILED: frozenset({_G.PENDING}),
     _G.REJECTED: frozenset({_G.PENDING}),
     _G.APPROVED: frozenset({_G.PENDING}),
+    _G.ESCALATED: frozenset({_G.PENDING}),
 }
 
-GATE_OPEN = frozenset({GateState.PASSED, GateState.APPROVED})
+# Gates that let their stage's dependents start. An ESCALATED gate opens the escalation branch;
+# a PASSED `escalate` gate instead makes that branch not needed (scheduler.launch.not_needed).
+GATE_OPEN = frozenset({GateState.PASSED, GateState.APPROVED, GateState.ESCALATED})
 
 
 def can_move_job(from_state: JobState, to_state: JobState) -> bool:

@@ -70,6 +70,7 @@ class GateState(enum.StrEnum):
     AWAITING_APPROVAL = "AWAITING_APPROVAL"
     APPROVED = "APPROVED"
     REJECTED = "REJECTED"
+    ESCALATED = "ESCALATED"  # an `escalate` gate missed: the stages after it run (not a failure)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,10 @@ class Stage:
     timeout_minutes: float | None = None  # a running attempt past this is cancelled (DEADLINE)
 
 
+ESCALATE = "escalate"  # Gate.on_fail that runs the stages after it (the escalation branch)
+# instead of failing the job; when such a gate passes those stages are skipped as not needed.
+
+
 @dataclass(frozen=True)
 class Gate:
     id: str  # e.g. "r1/cost/0"
@@ -137,7 +142,7 @@ class Gate:
     metric: str
     op: str  # one of < <= > >= == !=
     value: float
-    on_fail: str = "fail"  # fail | pause
+    on_fail: str = "fail"  # fail | pause | escalate
     state: GateState = GateState.PENDING
     observed: float | None = None
     message: str = ""

@@ -128,8 +128,9 @@ def test_a_missing_required_stage_is_reported_at_its_parent_line() -> None:
     doc = spec_dict()
     del doc["spec"]["stages"]["cost"]
     text = to_yaml(doc)
-    found = violations(text)
-    assert found["spec.stages.cost"] == ("required field is missing", line_no(text, "stages:"))
+    description, line = violations(text)["spec.stages.cost"]
+    assert description.startswith("required field is missing") and line == line_no(text, "stages:")
+    assert "reward, cost and ppo_lag together" in description  # the chain needs all three
 
 
 def test_threshold_and_safety_budget_together_are_one_error_naming_both() -> None:

@@ -5,6 +5,7 @@
 | supervised        | input, answer   — or — dialogue (user, assistant, …, assistant turns) |
 | preference        | input, answer, other_answer, better (true: answer is better)        |
 | safety_preference | input, answer, other_answer, safer, is_safe, is_other_safe          |
+| safety_labelled_preference | input, answer, other_answer, better, is_safe, is_other_safe |
 | prompt_only       | input; optional category (string), is_harmful (bool)                |
 
 `input` is a string or a list of turns of odd length ending on a user turn. prompt_only rows are
@@ -80,6 +81,14 @@ def load_jsonl(path: Path, kind: RecordKind, problems: Problems) -> list[Record]
                 better = get_bool(obj, "better", name, row, problems)
                 out.append(pairs.preference(prompt, answer, other, better, file=name, row=row,
                                             problems=problems, field="other_answer"))
+                continue
+            if kind == "safety_labelled_preference":
+                better = get_bool(obj, "better", name, row, problems)
+                is_safe = get_bool(obj, "is_safe", name, row, problems)
+                is_other_safe = get_bool(obj, "is_other_safe", name, row, problems)
+                out.append(pairs.safety_labelled_preference(
+                    prompt, answer, other, better, is_safe, is_other_safe, file=name, row=row,
+                    problems=problems, field="other_answer"))
                 continue
             safer = get_bool(obj, "safer", name, row, problems)
             is_safe = get_bool(obj, "is_safe", name, row, problems)

@@ -5,7 +5,12 @@ while the other is labelled safe (`safer_sign < unsafer_sign`, sign +1 = safe, â
 from __future__ import annotations
 
 from saferlhf.runners.common.loaders.base import Problems
-from saferlhf.runners.common.records import Preference, Prompt, SafetyPreference
+from saferlhf.runners.common.records import (
+    Preference,
+    Prompt,
+    SafetyLabelledPreference,
+    SafetyPreference,
+)
 
 
 def preference(prompt: Prompt, answer: str, other: str, answer_is_better: bool, *, file: str,
@@ -36,3 +41,18 @@ def safety_preference(prompt: Prompt, answer: str, other: str, answer_is_safer: 
             "fix the safer id or the is_safe labels (the cost model's sign terms need them to "
             "agree)", file=file, row=row, field=fields[1])
     return SafetyPreference(prompt, safer, unsafer, s_safe, u_safe, file, row, derived)
+
+
+def safety_labelled_preference(prompt: Prompt, answer: str, other: str, answer_is_better: bool,
+                               answer_is_safe: bool, other_is_safe: bool, *, file: str, row: int,
+                               problems: Problems, field: str,
+                               derived: bool = False) -> SafetyLabelledPreference:
+    """A helpfulness pair with both responses' safety labels (any combination is valid)."""
+    if answer == other:
+        raise problems.report("the two responses are identical, so the pair carries no "
+                              "preference; drop the row", file=file, row=row, field=field)
+    if answer_is_better:
+        return SafetyLabelledPreference(prompt, answer, other, answer_is_safe, other_is_safe,
+                                        file, row, derived)
+    return SafetyLabelledPreference(prompt, other, answer, other_is_safe, answer_is_safe, file,
+                                    row, derived)

@@ -4,12 +4,13 @@
     better = better_response_id == 0, safer = safer_response_id == 0,
     is_safe = is_response_0_safe, is_other_safe = is_response_1_safe.
 
-Kinds: preference (by `better`), safety_preference (`safer` + both is_safe labels), supervised
-(the better response), prompt_only (prompts de-duplicated, first occurrence kept). A prompt_only
-record's category is the harm category flagged most often in `response_{0,1}_harm_category` (ties
-to the more specific one, saferlhf.runners.common.harm_categories.top_category; None when no flag
-is set); its harmfulness stays unknown (the rows label answers, not prompts). Other columns
-(severity, sources, hashes) are accepted and ignored.
+Kinds: preference (by `better`), safety_preference (`safer` + both is_safe labels),
+safety_labelled_preference (by `better`, with both is_safe labels: SafeDPO), supervised (the better
+response), prompt_only (prompts de-duplicated, first occurrence kept). A prompt_only record's
+category is the harm category flagged most often in `response_{0,1}_harm_category` (ties to the
+more specific one, saferlhf.runners.common.harm_categories.top_category; None when no flag is set);
+its harmfulness stays unknown (the rows label answers, not prompts). Other columns (severity,
+sources, hashes) are accepted and ignored.
 
 `strict=True` (safety_preference only) also rejects rows whose two preferences disagree
 (better_response_id ≠ safer_response_id). Such rows are valid Safe RLHF data — decoupling the two
@@ -60,6 +61,14 @@ def load_pku(path: Path, kind: RecordKind, problems: Problems, *, strict: bool =
                 else:
                     out.append(pairs.preference(prompt, r0, r1, better == 0, file=name, row=row,
                                                 problems=problems, field="response_1"))
+                continue
+            if kind == "safety_labelled_preference":
+                better = get_response_id(obj, "better_response_id", name, row, problems)
+                s0 = get_bool(obj, "is_response_0_safe", name, row, problems)
+                s1 = get_bool(obj, "is_response_1_safe", name, row, problems)
+                out.append(pairs.safety_labelled_preference(
+                    prompt, r0, r1, better == 0, s0, s1, file=name, row=row, problems=problems,
+                    field="response_1"))
                 continue
             safer = get_response_id(obj, "safer_response_id", name, row, problems)
             s0 = get_bool(obj, "is_response_0_safe", name, row, problems)

@@ -1,0 +1,9 @@
+"""`python -m saferlhf.runners.dpo --config stage.json [--local_rank N]`"""
+
+import sys
+
+from saferlhf.runners.common.stage_cli import main
+from saferlhf.runners.dpo.train import run
+
+if __name__ == "__main__":
+    sys.exit(main("dpo", run))
