@@ -258,7 +258,8 @@ def _method_rules(job: JobSpec, at: Any) -> list[FieldViolation]:
         out.append(at(("spec", "rounds", "count"), f"{offline[0]} runs in one round; rounds ≥ 2 "
                       "(collect → relabel → retrain → PPO-Lag) belong to the PPO-Lag chain; set "
                       "rounds.count: 1"))
-    if offline and stages.eval is not None and set(stages.eval.judges) <= {"cost_model"}:
+    kinds = {j.kind for j in stages.eval.judges} if stages.eval is not None else set()
+    if offline and stages.eval is not None and kinds <= {"cost_model"}:
         out.append(at(("spec", "stages", "eval", "judges"), f"judge cost_model needs a cost "
                       f"model, which {offline[0]} does not train; add keyword (or synthetic on "
                       "the synthetic benchmark)"))

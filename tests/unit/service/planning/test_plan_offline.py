@@ -60,7 +60,8 @@ def test_safe_dpo_instead_of_the_chain_is_sft_then_safe_dpo_then_eval():
 def test_the_cost_model_judge_is_left_out_where_no_cost_model_exists():
     doc = offline_doc()
     doc["spec"]["stages"]["eval"]["judges"] = ["cost_model", "keyword"]
-    assert plan(doc).stage("r1/evaluate").config["judges"] == ["keyword"]
+    judges = plan(doc).stage("r1/evaluate").config["judges"]
+    assert [j["kind"] for j in judges] == ["keyword"]
     doc["spec"]["stages"]["eval"]["judges"] = ["cost_model"]
     assert "does not train" in violations(doc)["spec.stages.eval.judges"]
 
