@@ -124,24 +124,10 @@ class _Planner:
         return stage.skipped_with or os.path.join(stage.output_dir, "model")
 
     def resources(self, stage: Any) -> Resources:
-        merged = self.spec.defaults.resources
-        if stage is not None and stage.resources is not None:
-            override = stage.resources
-            merged = merged.model_copy(
-                update={f: getattr(override, f) for f in override.model_fields_set})
-        return Resources(**merged.model_dump())
+        return Resources(**self.spec.stage_resources(stage).model_dump())
 
     def backend(self, stage: Any) -> BackendSpec:
-        defaults = self.spec.defaults
-        backend = defaults.backend
-        if defaults.deepspeed is not None:
-            backend = backend.model_copy(update={"kind": "deepspeed",
-                                                 "deepspeed": defaults.deepspeed})
-        if stage is not None and stage.backend is not None:
-            backend = stage.backend
-        if stage is not None and stage.deepspeed is not None:
-            backend = backend.model_copy(update={"kind": "deepspeed", "deepspeed": stage.deepspeed})
-        return backend
+        return self.spec.stage_backend(stage)
 
     def add(self, r: int, name: str, stage: Any, params: dict[str, Any],
             inputs: dict[str, Any], depends_on: list[str]) -> str:

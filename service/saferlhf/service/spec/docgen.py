@@ -11,7 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
-from saferlhf.runners.common.config import OptimSpec, RolloutParams, SafetyBudget
+from saferlhf.runners.common.config import (
+    OptimSpec,
+    RolloutEngineSpec,
+    RolloutParams,
+    SafetyBudget,
+)
 from saferlhf.service.spec import models as m
 
 BEGIN = "<!-- BEGIN GENERATED FIELD REFERENCE (python -m saferlhf.service.spec.docgen) -->"
@@ -28,6 +33,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("spec.stages.ppo_lag", m.PPOLagStage), ("ppo_lag.safety_budget", SafetyBudget),
     ("ppo_lag.rollout", RolloutParams), ("optim / actor_optim / critic_optim", OptimSpec),
     ("spec.stages.eval", m.EvalStage), ("spec.stages.collect", m.CollectStage),
+    ("eval.rollout / collect.rollout (the engine that samples)", RolloutEngineSpec),
     ("Data sources (data, eval_data, prompts, ptx_data, eval_prompts)", m.DataSource),
     ("spec.rounds", m.RoundsSpec), ("spec.rounds.collect", m.CollectRoundSpec),
     ("spec.gates[]", m.GateSpec), ("spec.retries", m.RetrySpec),

@@ -1,0 +1,29 @@
+"""Weight sync into a rollout engine under a deadline, timed (PPO-Lag, after each update)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from saferlhf.runners.common.deadline import call_with_deadline
+from saferlhf.runners.common.rollout_engine.base import RolloutEngine
+from saferlhf.runners.common.rollout_engine.weights import engine_weights
+from torch import nn
+
+DEADLINE_HINT = "raise rollout.weight_sync_deadline_seconds if the model is simply large"
+
+
+def sync_engine(
+    engine: RolloutEngine,
+    model: nn.Module,
+    *,
+    deadline_seconds: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """Copy `model`'s weights into `engine`; returns the seconds it took. A sync that misses
+    its deadline raises `DeadlineExceeded` (exit 75, retried) instead of hanging the stage."""
+    start = clock()
+    call_with_deadline(lambda: engine.sync_weights(engine_weights(model)), deadline_seconds,
+                       what=f"weight sync into the {engine.name} rollout engine",
+                       hint=DEADLINE_HINT)
+    return clock() - start
