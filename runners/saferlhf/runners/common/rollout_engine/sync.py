@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from saferlhf.runners.common.deadline import call_with_deadline
 from saferlhf.runners.common.rollout_engine.base import RolloutEngine
@@ -19,11 +21,13 @@ def sync_engine(
     *,
     deadline_seconds: float,
     clock: Callable[[], float] = time.perf_counter,
+    hard_exit: Callable[[int], Any] = os._exit,
 ) -> float:
     """Copy `model`'s weights into `engine`; returns the seconds it took. A sync that misses
-    its deadline raises `DeadlineExceeded` (exit 75, retried) instead of hanging the stage."""
+    its deadline raises `DeadlineExceeded` (exit 75, retried) instead of hanging the stage;
+    `hard_exit` is the deadline backstop's (saferlhf.runners.common.deadline)."""
     start = clock()
     call_with_deadline(lambda: engine.sync_weights(engine_weights(model)), deadline_seconds,
                        what=f"weight sync into the {engine.name} rollout engine",
-                       hint=DEADLINE_HINT)
+                       hint=DEADLINE_HINT, hard_exit=hard_exit)
     return clock() - start

