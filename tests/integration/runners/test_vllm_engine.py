@@ -202,3 +202,11 @@ def test_temperature_and_top_p_give_the_distribution_generate_samples_from(gpt2)
     counts = torch.bincount(first, minlength=exact.numel()).float() / n
     assert (counts[exact == 0] == 0).all(), "sampled outside the top-p nucleus"
     assert _tv(counts, exact) <= bound, (_tv(counts, exact), bound, int((exact > 0).sum()))
+
+
+def test_a_kv_cache_larger_than_the_machine_is_a_clear_error_naming_the_spec_settings(gpt2):
+    _, tok, engine, _ = gpt2
+    from saferlhf.runners.common.rollout_engine.vllm_engine import VLLMEngine
+
+    with pytest.raises(InvalidInputError, match="vLLM could not start.*rollout.kv_cache_gib"):
+        VLLMEngine(engine.model_path, tok, RolloutEngineSpec(engine="vllm", kv_cache_gib=4096))

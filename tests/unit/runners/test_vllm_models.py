@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from saferlhf.runners.common.vllm_models import (
     CPU_ATTENTION_HEAD_SIZES,
     TEXT_GENERATION_ARCHITECTURES,
@@ -15,6 +16,7 @@ from saferlhf.runners.common.vllm_models import (
 from tests.tools import ROOT
 
 
+@pytest.mark.slow  # imports vllm: about 10-25 s on 2 cores
 def test_the_generated_table_matches_the_installed_vllm():
     proc = subprocess.run([sys.executable, "scripts/gen_vllm_models.py", "--check"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300,

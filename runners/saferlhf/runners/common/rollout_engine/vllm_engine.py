@@ -74,7 +74,7 @@ class VLLMEngine(RolloutEngine):
         if dtype not in DTYPES:
             raise InvalidInputError(f"vLLM cannot sample in {dtype}; expected one of "
                                     f"{sorted(DTYPES.values())}", field=field)
-        self.tokenizer = tokenizer
+        self.tokenizer, self.model_path = tokenizer, model_path
         self.sleep_enabled = sleep_during_training and on_gpu
         if sleep_during_training and not on_gpu:
             log.info("rollout.sleep_during_training: vLLM's CPU backend has no sleep mode; the "
@@ -100,8 +100,9 @@ class VLLMEngine(RolloutEngine):
             try:
                 self._llm = LLM(**kwargs)
             except ValueError as err:  # vLLM's own config checks (e.g. KV cache > free memory)
-                raise InvalidInputError(f"vLLM could not start on {model_path}: {err}",
-                                        field=field) from err
+                raise InvalidInputError(
+                    f"vLLM could not start on {model_path}: {err} (the spec's memory settings: "
+                    "rollout.kv_cache_gib, rollout.gpu_memory_utilization)", field=field) from err
         self.max_model_len = int(self._llm.model_config.max_model_len)
         self.vocab_size = int(self._llm.model_config.get_vocab_size())
         if actor_vocab_size is not None and actor_vocab_size != self.vocab_size:
