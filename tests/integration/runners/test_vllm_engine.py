@@ -15,10 +15,10 @@ import torch
 from saferlhf.runners.common.config import ModelSpec, RolloutEngineSpec
 from saferlhf.runners.common.errors import InvalidInputError
 from saferlhf.runners.common.generation import generate
+from saferlhf.runners.common.lora import engine_weights
 from saferlhf.runners.common.models import build_policy, save_model
 from saferlhf.runners.common.rollout_engine.factory import build_engine
 from saferlhf.runners.common.rollout_engine.sync import sync_engine
-from saferlhf.runners.common.rollout_engine.weights import engine_weights
 from saferlhf.runners.common.template import format_prompt, format_training_text
 from saferlhf.runners.synthetic import dataset
 
@@ -137,6 +137,27 @@ def test_a_sync_that_leaves_an_engine_parameter_without_a_tensor_is_refused(gpt2
     with pytest.raises(InvalidInputError, match="got no tensor for some of its parameters"):
         engine.sync_weights(partial)
     sync_engine(engine, actor, deadline_seconds=120)  # whole again for the tests after this one
+
+
+def test_a_lora_actor_syncs_its_merged_weights_and_the_engine_decodes_like_it(gpt2):
+    """PPO-Lag with `lora:` and `engine: vllm`: the engine (started on the base folder) gets
+    W + (alpha/r)·B·A through `engine_weights` and samples what the adapted actor samples."""
+    import copy
+
+    from saferlhf.runners.common.config import LoraSpec
+    from saferlhf.runners.common.lora import add_lora
+
+    actor, tok, engine, _ = gpt2
+    peft_actor = add_lora(copy.deepcopy(actor), LoraSpec(r=4, dropout=0.0), field="lora")
+    optimizer = torch.optim.AdamW([p for p in peft_actor.parameters() if p.requires_grad],
+                                  lr=3e-2)
+    sync_engine(engine, peft_actor, deadline_seconds=120)
+    assert greedy_mismatches(engine, peft_actor, tok) == []  # B = 0: still the base
+    _update_until_greedy_changes(peft_actor, tok, optimizer, " sure . first flour</s>")
+    assert greedy_mismatches(engine, peft_actor, tok), "the adapter changed nothing"
+    sync_engine(engine, peft_actor, deadline_seconds=120)
+    assert greedy_mismatches(engine, peft_actor, tok) == []
+    sync_engine(engine, actor, deadline_seconds=120)  # the plain actor again for later tests
 
 
 def test_each_returned_sequence_is_its_own_sample_and_a_seed_repeats_the_draw(gpt2):

@@ -14,7 +14,7 @@ from saferlhf.runners.common.rollout_engine.assemble import (
 )
 from saferlhf.runners.common.rollout_engine.factory import build_engine
 from saferlhf.runners.common.rollout_engine.hf import HFEngine
-from saferlhf.runners.common.rollout_engine.weights import engine_weights
+from saferlhf.runners.common.rollout_engine.sync import sync_engine
 from saferlhf.runners.common.tokenizer import train_bpe_tokenizer
 
 PAD, EOS, UNK = 0, 2, 3
@@ -133,22 +133,27 @@ def test_assembling_generates_own_responses_gives_back_its_rollout(tiny):
     assert ours.response_texts == theirs.response_texts
 
 
-def test_engine_weights_are_the_models_own_tensors_under_checkpoint_names(tiny):
-    model, _ = tiny
-    exported = dict(engine_weights(model))
-    assert set(exported) == set(model.state_dict())
-    assert "lm_head.weight" in exported and "transformer.wte.weight" in exported
+class RecordingEngine(HFEngine):
+    """The HF engine, recording what a sync hands it (HF itself needs none)."""
+
+    needs_weight_sync = True
+
+    def sync_weights(self, named_tensors) -> None:
+        self.received = dict(named_tensors)
+
+
+def test_a_sync_hands_the_engine_the_models_own_tensors_under_checkpoint_names(tiny):
+    model, tok = tiny
+    engine = RecordingEngine(model, tok)
+    wrapper = torch.nn.Module()
+    wrapper.module = model  # what DDP and DeepSpeed engines look like: synced through it
+    sync_engine(engine, wrapper, deadline_seconds=30, hard_exit=lambda code: None)
+    assert set(engine.received) == set(model.state_dict())
+    assert "lm_head.weight" in engine.received and "transformer.wte.weight" in engine.received
     param = model.transformer.h[0].attn.c_attn.weight
-    tensor = exported["transformer.h.0.attn.c_attn.weight"]
+    tensor = engine.received["transformer.h.0.attn.c_attn.weight"]
     assert tensor.data_ptr() == param.data_ptr()  # no copy on the way to the engine
     assert not tensor.requires_grad
-
-
-def test_engine_weights_look_through_a_wrapper(tiny):
-    model, _ = tiny
-    wrapper = torch.nn.Module()
-    wrapper.module = model  # what DDP and DeepSpeed engines look like
-    assert set(dict(engine_weights(wrapper))) == set(model.state_dict())
 
 
 def test_engine_hf_needs_a_model():

@@ -68,6 +68,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def frozen_parameter_names(model: torch.nn.Module) -> set[str]:
+    return {name for name, p in model.named_parameters(remove_duplicate=False)
+            if not p.requires_grad}
+
+
+def model_state(model: torch.nn.Module) -> dict[str, Any]:
+    """A model's state dict for a checkpoint, without frozen parameters: a LoRA model's base is
+    reloaded from its folder on resume, so only adapters, trained heads and buffers are saved."""
+    frozen = frozen_parameter_names(model)
+    return {k: v for k, v in model.state_dict().items() if k not in frozen}
+
+
+def restore_model_state(model: torch.nn.Module, state: Mapping[str, Any], where: str) -> None:
+    """Load `model_state` back; anything but the frozen parameters missing is a ResumeError."""
+    try:
+        missing, unexpected = model.load_state_dict(dict(state), strict=False)
+    except RuntimeError as err:  # shapes differ (e.g. another LoRA rank)
+        raise ResumeError(f"cannot resume {where}: {str(err).splitlines()[0]} … (a different "
+                          "model or LoRA setting than the run that wrote the checkpoint?)"
+                          ) from None
+    missing = sorted(set(missing) - frozen_parameter_names(model))
+    if missing or unexpected:
+        raise ResumeError(f"cannot resume {where}: the checkpoint lacks {missing[:5]} and has "
+                          f"unexpected {sorted(unexpected)[:5]} (a different model or LoRA "
+                          "setting than the run that wrote it?)")
+
+
+def _has_frozen(engine: Any) -> bool:
+    return any(not p.requires_grad for p in engine.module.parameters())
+
+
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     root = checkpoint_root(output_dir)
     marker = root / "latest"
@@ -97,8 +128,9 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier()
-    for engine_name, engine in engines.items():
-        engine.save_checkpoint(str(tmp / engine_name), tag="ds")
+    for engine_name, engine in engines.items():  # frozen (LoRA base) weights are not saved
+        engine.save_checkpoint(str(tmp / engine_name), tag="ds",
+                               exclude_frozen_parameters=_has_frozen(engine))
     torch.save(rng_state(), tmp / f"rng-rank{get_rank()}.pt")
     if is_rank0():
         torch.save(dict(state), tmp / "state.pt")
@@ -161,7 +193,7 @@ def load_checkpoint(
     for engine_name, engine in engines.items():
         loaded, _ = engine.load_checkpoint(
             str(path / engine_name), tag="ds", load_optimizer_states=True,
-            load_lr_scheduler_states=True,
+            load_lr_scheduler_states=True, load_module_strict=not _has_frozen(engine),
         )
         if loaded is None:
             raise ResumeError(f"cannot resume from {path}: DeepSpeed could not load {engine_name}")

@@ -136,6 +136,65 @@ class OptimSpec(Frozen):
     grad_clip: float = Field(default=1.0, gt=0, description="Gradient-norm clip.")
 
 
+# LoRA target layers per architecture (`config.model_type`) when `target_modules` is not given:
+# the attention and MLP projections. Any other architecture gets every Linear layer except the
+# output head (peft's "all-linear"), like the reference fork.
+LORA_DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
+    "gpt2": ("c_attn", "c_proj", "c_fc"),
+    **dict.fromkeys(("llama", "mistral", "qwen2"), (
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")),
+}
+
+
+# The layers a LoRA target may name in the builtin models (their lm_head is tied to the input
+# embeddings, so it is not one of them). Lets the service reject a typo at submit time; a test
+# checks this table against the models themselves.
+BUILTIN_LORA_LAYERS: dict[str, tuple[str, ...]] = {
+    "builtin:tiny-gpt2": LORA_DEFAULT_TARGETS["gpt2"],
+    "builtin:tiny-llama": LORA_DEFAULT_TARGETS["llama"],
+}
+
+
+class LoraSpec(Frozen):
+    """LoRA adapters (peft) instead of full fine-tuning: each target layer computes
+    W·x + (alpha/r)·B·A·x with W frozen and only A (r × in) and B (out × r) trained; B starts at
+    zero, so training starts from the base model. Defaults follow the reference fork (r 8,
+    alpha 16, dropout 0.05)."""
+
+    r: int = Field(default=8, gt=0, description="Adapter rank r.")
+    alpha: float = Field(default=16.0, gt=0, description="ΔW = (alpha / r)·B·A.")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: list[str] | None = Field(
+        default=None, min_length=1,
+        description="Names of the Linear layers to adapt (the last part of a module name, e.g. "
+        "c_attn). Default per architecture: GPT-2 c_attn, c_proj, c_fc; LLaMA / Mistral / "
+        "Qwen2 q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; otherwise every "
+        "Linear layer but the output head. A name the model lacks is an error listing its "
+        "layer names.",
+    )
+
+    @model_validator(mode="after")
+    def _names(self) -> LoraSpec:
+        names = self.target_modules or []
+        bad = [n for n in names if not n or not n.replace("_", "").replace(".", "").isalnum()]
+        if bad:
+            raise ValueError(f"target_modules: {bad} are not module names (letters, digits, _ "
+                             "and . only, e.g. c_attn or q_proj)")
+        if len(set(names)) != len(names):
+            raise ValueError("target_modules lists a name twice")
+        return self
+
+
+class PolicyLoraSpec(LoraSpec):
+    """LoRA for a policy (SFT, the PPO-Lag actor): `model/` gets the adapter in peft format."""
+
+    save_merged: bool = Field(
+        default=False,
+        description="Also write `model/merged/`: a plain Hugging Face folder with W + ΔW merged "
+        "and the tokenizer (loads with AutoModelForCausalLM.from_pretrained, no peft needed).",
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Stage parameters (what a user sets in the job spec)
 # --------------------------------------------------------------------------------------------
@@ -157,6 +216,9 @@ class SFTParams(CommonParams):
     eval_data: list[DataSource] = Field(default_factory=list, description="Held-out data.")
     eval_split_ratio: float | None = Field(default=None, gt=0, lt=1)
     optim: OptimSpec = Field(default_factory=lambda: OptimSpec(weight_decay=1e-6))
+    lora: PolicyLoraSpec | None = Field(
+        default=None, description="Train LoRA adapters instead of every weight."
+    )
 
 
 class PreferenceParams(CommonParams):
@@ -177,6 +239,11 @@ class PreferenceParams(CommonParams):
         "from the policy's (reference §5.1 re-tokenisation).",
     )
     optim: OptimSpec = Field(default_factory=lambda: OptimSpec(weight_decay=0.1))
+    lora: LoraSpec | None = Field(
+        default=None,
+        description="Train LoRA adapters on the backbone (the score head is trained in full); "
+        "the saved score model has the adapters merged, in the usual layout.",
+    )
 
 
 class RewardParams(PreferenceParams):
@@ -282,6 +349,14 @@ class PPOLagParams(CommonParams):
         default="score_model", description="Critics start from RM/CM (reference) or the policy."
     )
     eval_prompts: list[DataSource] = Field(default_factory=list)
+    lora: PolicyLoraSpec | None = Field(
+        default=None,
+        description="Train LoRA adapters on the actor; the frozen reference is then the actor's "
+        "base with its adapters switched off (no second copy of the weights).",
+    )
+    critic_lora: LoraSpec | None = Field(
+        default=None, description="LoRA adapters on both critics' backbones (value heads in full)."
+    )
     eval_every_iterations: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")

@@ -14,6 +14,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+from saferlhf.runners.common.adapters import (
+    MERGED_DIR,
+    adapter_base,
+    is_adapter_folder,
+    merge_adapter,
+    same_folder,
+)
 from saferlhf.runners.common.config import ModelSpec
 from saferlhf.runners.common.errors import InvalidInputError
 from saferlhf.runners.common.tokenizer import ensure_special_tokens, train_bpe_tokenizer
@@ -44,10 +51,11 @@ def resolve_model_path(path: str, revision: str | None = None, *, field: str = "
             f"{path} is built from config by build_policy, not loaded from disk", field=field
         )
     if Path(path).exists():
-        if not (Path(path) / "config.json").exists():
+        if not (Path(path) / "config.json").exists() and not is_adapter_folder(path):
             raise InvalidInputError(
-                f"{path} is not a Hugging Face model folder (no config.json); expected the "
-                "`model/` folder written by an earlier stage or save_pretrained",
+                f"{path} is not a Hugging Face model folder (no config.json) nor a LoRA adapter "
+                "folder (no adapter_config.json); expected the `model/` folder written by an "
+                "earlier stage or save_pretrained",
                 field=field,
             )
         return path
@@ -67,15 +75,46 @@ def resolve_model_path(path: str, revision: str | None = None, *, field: str = "
     return path
 
 
-def load_policy(path: str | Path, revision: str | None = None):
-    """(AutoModelForCausalLM, tokenizer) from a folder (or a pinned hub id when online)."""
+def load_policy(path: str | Path, revision: str | None = None, *, field: str = "model.path"):
+    """(AutoModelForCausalLM, tokenizer) from a folder (or a pinned hub id when online).
+
+    A LoRA adapter folder (saferlhf.runners.common.adapters) gives a plain model: its `merged/`
+    copy when there is one, else its base with the adapter merged in (W + s·B·A).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    where = resolve_model_path(str(path), revision)
+    where = resolve_model_path(str(path), revision, field=field)
+    if is_adapter_folder(where):
+        return _load_adapter_policy(where, field=field)
     kwargs = {"revision": revision} if revision else {}
     tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
     _sync_special_tokens(model, tokenizer)
+    return model, tokenizer
+
+
+def _load_adapter_policy(folder: str, *, field: str, depth: int = 0):
+    merged = Path(folder) / MERGED_DIR
+    if (merged / "config.json").is_file():
+        return load_policy(merged, field=field)
+    base, revision = adapter_base(folder)
+    if depth > 8 or same_folder(base, folder):
+        raise InvalidInputError(f"the LoRA adapter in {folder} names itself (or a chain of "
+                                f"more than 8 adapters) as its base: {base}", field=field)
+    if is_builtin(base) or not (Path(base).exists() or revision):
+        raise InvalidInputError(f"the LoRA adapter in {folder} was trained on {base}, which does "
+                                "not exist; restore that folder or give a merged model",
+                                field=field)
+    from transformers import AutoTokenizer
+
+    if Path(base).exists() and is_adapter_folder(base):
+        model, _ = _load_adapter_policy(base, field=field, depth=depth + 1)
+    else:
+        model, _ = load_policy(base, revision, field=field)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = merge_adapter(model, folder)
+    _sync_special_tokens(model, tokenizer)
+    log.info("loaded %s: LoRA adapter merged into its base %s", folder, base)
     return model, tokenizer
 
 

@@ -43,6 +43,11 @@ def run_preference_stage(cfg: Any, local_rank: int | None, *, kind: str,
     train_records, eval_records = train_eval_records(cfg, kind)
     ckpt.seed_everything(cfg.seed)
     model, tokenizer = load_score_backbone(cfg, make_task.score_type)
+    if cfg.lora is not None:  # saved merged by ScoreModel.save_pretrained
+        from saferlhf.runners.common.lora import add_lora_to_score_model, describe
+
+        model = add_lora_to_score_model(model, cfg.lora, field="lora.target_modules")
+        sink.log(f"{cfg.kind}: {describe(model)}")
     max_length = effective_max_length(cfg.max_length_tokens, model.config)
     train_samples = encode(train_records, tokenizer, max_length)
     eval_samples = encode(eval_records, tokenizer, max_length)

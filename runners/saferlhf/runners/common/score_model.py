@@ -82,10 +82,16 @@ class ScoreModel(nn.Module):
     def from_policy(
         cls, path_or_model, *, score_type: ScoreType = "reward", **kwargs
     ) -> ScoreModel:
-        """Backbone from a causal-LM folder or instance (the LM head is dropped), fresh head."""
+        """Backbone from a causal-LM folder or instance (the LM head is dropped), fresh head.
+        A LoRA adapter folder gives its merged policy's backbone."""
+        from saferlhf.runners.common.adapters import is_adapter_folder
         from transformers import AutoModel
 
-        if isinstance(path_or_model, str | Path):
+        if isinstance(path_or_model, str | Path) and is_adapter_folder(path_or_model):
+            from saferlhf.runners.common.models import load_policy
+
+            backbone = load_policy(path_or_model)[0].base_model
+        elif isinstance(path_or_model, str | Path):
             backbone = AutoModel.from_pretrained(str(path_or_model), dtype=torch.float32)
         else:
             from saferlhf.runners.common.models import unwrap
@@ -135,15 +141,17 @@ class ScoreModel(nn.Module):
         return model
 
     def save_pretrained(self, out_dir: str | Path, tokenizer=None, *, state_dict=None) -> None:
-        """Write config, weights and tokenizer (rank 0 only)."""
+        """Write config, weights and tokenizer (rank 0 only). A backbone with LoRA adapters is
+        saved merged (W + s·B·A), so the folder has the usual layout."""
         if not is_rank0():
             return
+        from saferlhf.runners.common.lora import engine_weights
         from safetensors.torch import save_file
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         self.config.save_pretrained(out)
-        state = state_dict if state_dict is not None else self.state_dict()
+        state = dict(engine_weights(self, state_dict))
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()
                    if isinstance(v, torch.Tensor)}, str(out / WEIGHTS_NAME))
         if tokenizer is not None:

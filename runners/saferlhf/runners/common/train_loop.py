@@ -89,7 +89,7 @@ class Engine:
     def checkpoint_state(self) -> dict[str, Any]:
         if self.deepspeed is not None:
             return {}  # in the DeepSpeed engine folder
-        return {"model": self.bare.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"model": ckpt.model_state(self.bare), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict()}
 
     def checkpoint_engines(self) -> dict[str, Any]:
@@ -98,7 +98,7 @@ class Engine:
     def restore(self, state: dict[str, Any]) -> None:
         if self.deepspeed is not None:
             return
-        self.bare.load_state_dict(state["model"])
+        ckpt.restore_model_state(self.bare, state["model"], "the model")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 

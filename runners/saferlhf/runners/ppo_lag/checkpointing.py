@@ -36,7 +36,7 @@ def save(trainer) -> None:
     windows = gather_objects(list(trainer.window.costs))
     deepspeed = trainer.cfg.backend.kind == "deepspeed"
     models = {} if deepspeed else {
-        name: {"model": m.module.state_dict(), "optimizer": m.optimizer.state_dict(),
+        name: {"model": ckpt.model_state(m.module), "optimizer": m.optimizer.state_dict(),
                "scheduler": m.scheduler.state_dict()}
         for name, m in trained_models(trainer).items()
     }
@@ -68,7 +68,7 @@ def resume(trainer) -> bool:
         if missing:
             raise ckpt.ResumeError(f"cannot resume from {path}: no state for {missing}")
         for name, m in models.items():
-            m.module.load_state_dict(state["models"][name]["model"])
+            ckpt.restore_model_state(m.module, state["models"][name]["model"], name)
             m.optimizer.load_state_dict(state["models"][name]["optimizer"])
             m.scheduler.load_state_dict(state["models"][name]["scheduler"])
     st = trainer.state

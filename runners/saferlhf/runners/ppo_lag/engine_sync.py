@@ -1,8 +1,9 @@
 """The rollout engine of a PPO-Lag stage: built once, kept in step with the actor.
 
-With `rollout.engine: vllm` the engine holds its own copy of the policy, so after every change
-of the actor's weights — each iteration's updates, and a resume from a checkpoint — they are
-copied into it in memory (`sync_engine`, under `rollout.weight_sync_deadline_seconds`), timed,
+With `rollout.engine: vllm` the engine holds its own copy of the policy, started from a folder
+on disk, so the actor's weights are copied into it in memory before it first samples (they may
+come from a checkpoint, or be a LoRA actor's merged weights on a base folder) and after every
+iteration's updates (`sync_engine`, under `rollout.weight_sync_deadline_seconds`), timed,
 and reported as `rollout/weight_sync_seconds` (Prometheus: saferlhf_rollout_weight_sync_seconds).
 With `hf` the engine samples from the actor itself and none of this happens.
 """

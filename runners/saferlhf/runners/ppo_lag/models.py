@@ -19,6 +19,7 @@ class Networks:
     reward_critic: TrainedModel
     cost_critic: TrainedModel | None
     scorer: object  # OracleScorer | ModelScorer
+    actor_base: str | None = None  # LoRA: the folder the actor's adapter is trained on
 
 
 def uses_cost_critic(cfg: PPOLagConfig) -> bool:
@@ -45,17 +46,41 @@ def _critic(cfg: PPOLagConfig, path: str | None, field: str, actor_tokenizer):
     return model
 
 
-def build_networks(cfg: PPOLagConfig, total_steps: int) -> Networks:
+def _with_critic_lora(cfg: PPOLagConfig, critic):
+    if cfg.critic_lora is None:
+        return critic
+    from saferlhf.runners.common.lora import add_lora_to_score_model
+
+    return add_lora_to_score_model(critic, cfg.critic_lora, field="critic_lora.target_modules")
+
+
+def _actor_and_reference(cfg: PPOLagConfig, total_steps: int):
+    """(actor TrainedModel, reference, tokenizer, LoRA base or None)."""
     from saferlhf.runners.common.models import load_policy
 
+    backend, mb = cfg.backend, cfg.batch_size
+    if cfg.lora is None:
+        actor_model, tokenizer = load_policy(cfg.actor_path, field="actor_path")
+        reference_model, _ = load_policy(cfg.reference_path, field="reference_path")
+        actor = TrainedModel(actor_model, cfg.actor_optim, total_steps, backend,
+                             micro_batch_size=mb)
+        return actor, frozen(reference_model, backend), tokenizer, None
+    from saferlhf.runners.common.lora import AdapterDisabled
+    from saferlhf.runners.ppo_lag.lora_actor import load_lora_actor
+
+    start = load_lora_actor(cfg)
+    actor = TrainedModel(start.model, cfg.actor_optim, total_steps, backend, micro_batch_size=mb)
+    reference = (AdapterDisabled(start.model, call=actor.module) if start.reference is None
+                 else frozen(start.reference, backend))
+    return actor, reference, start.tokenizer, start.base
+
+
+def build_networks(cfg: PPOLagConfig, total_steps: int) -> Networks:
     require_path(cfg.actor_path, "actor_path", "the starting policy folder")
     require_path(cfg.reference_path, "reference_path", "the reference policy folder")
-    actor_model, tokenizer = load_policy(cfg.actor_path)
-    reference_model, _ = load_policy(cfg.reference_path)
+    actor, reference, tokenizer, actor_base = _actor_and_reference(cfg, total_steps)
     backend = cfg.backend
     mb = cfg.batch_size
-    actor = TrainedModel(actor_model, cfg.actor_optim, total_steps, backend, micro_batch_size=mb)
-    reference = frozen(reference_model, backend)
 
     if cfg.reward_source == "oracle":
         scorer: object = OracleScorer()
@@ -72,15 +97,15 @@ def build_networks(cfg: PPOLagConfig, total_steps: int) -> Networks:
         scorer = ModelScorer(frozen(rm, backend), rm_tok, cm, cm_tok, tokenizer)
 
     reward_critic = TrainedModel(
-        _critic(cfg, cfg.reward_critic_path or cfg.reward_model_path, "reward_critic_path",
-                tokenizer),
+        _with_critic_lora(cfg, _critic(cfg, cfg.reward_critic_path or cfg.reward_model_path,
+                                       "reward_critic_path", tokenizer)),
         cfg.critic_optim, total_steps, backend, micro_batch_size=mb,
     )
     cost_critic = None
     if uses_cost_critic(cfg):
         cost_critic = TrainedModel(
-            _critic(cfg, cfg.cost_critic_path or cfg.cost_model_path, "cost_critic_path",
-                    tokenizer),
+            _with_critic_lora(cfg, _critic(cfg, cfg.cost_critic_path or cfg.cost_model_path,
+                                           "cost_critic_path", tokenizer)),
             cfg.critic_optim, total_steps, backend, micro_batch_size=mb,
         )
-    return Networks(tokenizer, actor, reference, reward_critic, cost_critic, scorer)
+    return Networks(tokenizer, actor, reference, reward_critic, cost_critic, scorer, actor_base)

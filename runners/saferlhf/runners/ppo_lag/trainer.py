@@ -105,12 +105,25 @@ class PPOLagTrainer:
         self.schedule = make_schedule(self.cfg, len(self.prompts), get_world_size())
         self.total_steps = self.schedule.total_steps(self.cfg.update_iters)
         self.nets = build_networks(self.cfg, self.total_steps)
+        self.log_lora()
         self.max_prompt_tokens = prompt_budget(self.cfg, self.nets.actor.bare.config)
         self.engine = make_engine(self)
         if self.cfg.ptx_data:
             from saferlhf.runners.ppo_lag.ptx import load_ptx
 
             self.ptx = load_ptx(self.cfg, self.nets.tokenizer)
+
+    def log_lora(self) -> None:
+        """Where the adapters are and what share of the weights trains, once per attempt."""
+        from saferlhf.runners.common.lora import AdapterDisabled, describe
+
+        nets = self.nets
+        if self.cfg.lora is not None:
+            reference = ("the adapter-disabled base" if isinstance(nets.reference, AdapterDisabled)
+                         else "a separate frozen copy of reference_path")
+            self.sink.log(f"actor: {describe(nets.actor.bare)}; reference = {reference}")
+        if self.cfg.critic_lora is not None:
+            self.sink.log(f"reward critic: {describe(nets.reward_critic.bare)}")
 
     @property
     def synced_gpus(self) -> bool:
@@ -132,8 +145,7 @@ class PPOLagTrainer:
 
     def loop(self) -> dict[str, Any]:
         resumed = checkpointing.resume(self)
-        if resumed:
-            sync_actor(self)  # the engine started from actor_path, not from the checkpoint
+        sync_actor(self)  # the engine started from a folder: the actor's weights (resumed, LoRA)
         if not resumed and self.cfg.safety_budget is not None and self.cfg.algorithm == "ppo_lag":
             from saferlhf.runners.ppo_lag.calibrate_pass import calibrate
 
@@ -315,7 +327,14 @@ class PPOLagTrainer:
 
         nets = self.nets
         full = nets.actor.full_state_dict()
-        save_model(nets.actor.bare, nets.tokenizer, self.output_dir / "model", state_dict=full)
+        if self.cfg.lora is not None and nets.actor_base is not None:
+            from saferlhf.runners.common.adapters import save_adapter
+
+            save_adapter(nets.actor.bare, nets.tokenizer, self.output_dir / "model",
+                         base=nets.actor_base, merged=self.cfg.lora.save_merged, state_dict=full)
+        else:
+            save_model(nets.actor.bare, nets.tokenizer, self.output_dir / "model",
+                       state_dict=full)
         self.sink.artifact("model", self.output_dir / "model")
         last = self.state.last_metrics
         result: dict[str, Any] = {

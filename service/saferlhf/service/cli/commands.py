@@ -130,13 +130,37 @@ def cmd_labels(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    from saferlhf.service.planning.fit import memory_violations
     from saferlhf.service.spec.load import load_spec_file
 
     if not Path(args.spec).is_file():
         raise CliError(f"no spec file at {args.spec}", EXIT_INVALID)
     job = load_spec_file(args.spec, check_data=not args.no_data_check,
-                         artifacts_root=args.artifacts_root)
+                         artifacts_root=args.artifacts_root, checks=(memory_violations,))
     print_line(out, f"{args.spec}: valid ({job.metadata.name}, project {job.metadata.project})")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
+    """The memory plan; exit 2 when a stage does not fit (the table says what would)."""
+    from saferlhf.service.cli.memory_table import plan_data, plan_text
+    from saferlhf.service.planning.fit import memory_plan
+    from saferlhf.service.spec.load import load_spec_file
+
+    if not Path(args.spec).is_file():
+        raise CliError(f"no spec file at {args.spec}", EXIT_INVALID)
+    # Planning needs no network: hub references are allowed here (validate and submit check
+    # them); a hub model's size is read from the local Hugging Face cache when it is there.
+    job = load_spec_file(args.spec, check_data=not args.no_data_check,
+                         artifacts_root=args.artifacts_root, allow_hub=True)
+    rows = memory_plan(job)
+    name = job.metadata.name
+    print_line(out, render.dump(plan_data(name, rows), args.output)
+               if args.output in ("json", "yaml") else plan_text(name, rows))
+    failing = [r.stage for r in rows if r.status == "does not fit"]
+    if failing:
+        raise CliError(f"{', '.join(failing)}: does not fit the GPUs, so submit would reject "
+                       "this spec (see above for what would fit)", EXIT_INVALID)
     return 0
 
 
@@ -164,4 +188,4 @@ def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
 COMMANDS = {"submit": cmd_submit, "get": cmd_get, "list": cmd_list, "watch": cmd_watch,
             "logs": cmd_logs, "cancel": cmd_cancel, "retry": cmd_retry, "approve": cmd_gate,
             "reject": cmd_gate, "labels": cmd_labels, "validate": cmd_validate,
-            "schema": cmd_schema, "tokens": cmd_tokens}
+            "plan": cmd_plan, "schema": cmd_schema, "tokens": cmd_tokens}

@@ -117,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-data-check", action="store_true", help="skip reading data files")
     s.add_argument("--artifacts-root", default=None)
 
+    s = sub.add_parser("plan", help="estimate each stage's GPU memory (offline)")
+    s.add_argument("spec")
+    s.add_argument("--no-data-check", action="store_true", help="skip reading data files")
+    s.add_argument("--artifacts-root", default=None)
+    out(s)
+
     s = sub.add_parser("schema", help="print the job spec's JSON Schema")
     out(s, "json")
 

@@ -40,7 +40,6 @@ from saferlhf.service.state.types import FailureClass
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_GRACE_SECONDS = 30.0  # meta.json written, wrapper.json not yet: still starting
 
 # The wrapper: ignores SIGTERM/SIGINT/SIGHUP (Python handlers are reset in the exec'd runner),
@@ -166,8 +165,6 @@ class LocalExecutor:
         env["OMP_NUM_THREADS"] = str(spec.env.get("OMP_NUM_THREADS", self.omp_threads))
         env["TOKENIZERS_PARALLELISM"] = "false"
         env["PYTHONUNBUFFERED"] = "1"
-        paths = [str(REPO_ROOT), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         if spec.resources.nodes * spec.resources.nproc_per_node <= 1:
             # One process still needs these, or DeepSpeed falls into MPI discovery (environment.md).
             env.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",

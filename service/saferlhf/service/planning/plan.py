@@ -103,6 +103,18 @@ def job_root(spec: JobSpec, *, job_id: str, artifacts_root: str) -> str:
     return os.path.join(base, spec.metadata.project, job_id)
 
 
+def effective_resources(job: JobSpec, stage: Any) -> Resources:
+    """A stage's resources: `spec.defaults.resources`, overridden field by field by its own
+    (the rule lives on the spec, `Spec.stage_resources`, so submit-time checks share it)."""
+    return Resources(**job.spec.stage_resources(stage).model_dump())
+
+
+def effective_backend(job: JobSpec, stage: Any) -> BackendSpec:
+    """A stage's backend: the defaults' (`deepspeed:` selects DeepSpeed), then the stage's
+    (`Spec.stage_backend`)."""
+    return job.spec.stage_backend(stage)
+
+
 def plan_job(spec: JobSpec, *, job_id: str, artifacts_root: str) -> Plan:
     """Plan every stage of every round; raises PlanError only on a planner bug."""
     root = job_root(spec, job_id=job_id, artifacts_root=artifacts_root)
@@ -124,10 +136,10 @@ class _Planner:
         return stage.skipped_with or os.path.join(stage.output_dir, "model")
 
     def resources(self, stage: Any) -> Resources:
-        return Resources(**self.spec.stage_resources(stage).model_dump())
+        return effective_resources(self.job, stage)
 
     def backend(self, stage: Any) -> BackendSpec:
-        return self.spec.stage_backend(stage)
+        return effective_backend(self.job, stage)
 
     def add(self, r: int, name: str, stage: Any, params: dict[str, Any],
             inputs: dict[str, Any], depends_on: list[str]) -> str:

@@ -9,7 +9,12 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from saferlhf.runners.common.config import DataSource, ModelSpec, rollout_backend_conflict
+from saferlhf.runners.common.config import (
+    BUILTIN_LORA_LAYERS,
+    DataSource,
+    ModelSpec,
+    rollout_backend_conflict,
+)
 from saferlhf.runners.common.engine_checks import (
     builtin_config,
     folder_config,
@@ -50,6 +55,7 @@ def check_spec(
         return FieldViolation(dotted(loc), description, line_of(lines, loc))
 
     out = _cross_field(job, at)
+    out += _lora_targets(job, at)
     out += _models(job, at, check_data=check_data, allow_hub=allow_hub)
     out += _rollout_engines(job, at, check_data=check_data)
     for loc, source, kind in data_sources(job):
@@ -131,6 +137,29 @@ def _models(job: JobSpec, at: Any, *, check_data: bool, allow_hub: bool) -> list
                 and not os.path.isdir(params.use):
             out.append(at(("spec", "stages", stage, "use"),
                           f"no such folder: {params.use} (expected the stage's output model)"))
+    return out
+
+
+def _lora_targets(job: JobSpec, at: Any) -> list[FieldViolation]:
+    """LoRA target names a builtin model lacks (a folder's layers are checked by the runner)."""
+    layers = BUILTIN_LORA_LAYERS.get(job.spec.model.path)
+    stages = job.spec.stages
+    if layers is None or isinstance(stages.sft, UsedStage):
+        return []
+    specs: list[tuple[Loc, Any]] = []
+    for name, fields in (("sft", ("lora",)), ("reward", ("lora",)), ("cost", ("lora",)),
+                         ("ppo_lag", ("lora", "critic_lora"))):
+        params = getattr(stages, name)
+        if isinstance(params, UsedStage) or getattr(params, "model", None) is not None:
+            continue  # skipped, or a score model on another backbone
+        specs += [(("spec", "stages", name, f), getattr(params, f)) for f in fields]
+    out = []
+    for loc, lora in specs:
+        for index, target in enumerate((lora.target_modules or []) if lora else []):
+            if target.rsplit(".", 1)[-1] not in layers:
+                out.append(at((*loc, "target_modules", index), f"{target!r} is not a layer LoRA "
+                              f"can adapt in {job.spec.model.path}; expected one of "
+                              f"{', '.join(layers)}"))
     return out
 
 

@@ -12,7 +12,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 from saferlhf.runners.common.config import (
+    LoraSpec,
     OptimSpec,
+    PolicyLoraSpec,
     RolloutEngineSpec,
     RolloutParams,
     SafetyBudget,
@@ -32,6 +34,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("spec.stages.sft", m.SFTStage), ("spec.stages.reward / spec.stages.cost", m.RewardStage),
     ("spec.stages.ppo_lag", m.PPOLagStage), ("ppo_lag.safety_budget", SafetyBudget),
     ("ppo_lag.rollout", RolloutParams), ("optim / actor_optim / critic_optim", OptimSpec),
+    ("sft.lora / ppo_lag.lora (LoRA on a policy)", PolicyLoraSpec),
+    ("ppo_lag.critic_lora / reward.lora / cost.lora (LoRA on a score model)", LoraSpec),
     ("spec.stages.eval", m.EvalStage), ("spec.stages.collect", m.CollectStage),
     ("eval.rollout / collect.rollout (the engine that samples)", RolloutEngineSpec),
     ("Data sources (data, eval_data, prompts, ptx_data, eval_prompts)", m.DataSource),

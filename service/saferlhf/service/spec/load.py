@@ -10,7 +10,7 @@ violations; the later steps run only as far as the earlier ones leave something 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import ValidationError
 from saferlhf.service.errors import FieldViolation, SpecError
@@ -18,9 +18,12 @@ from saferlhf.service.spec.checks import check_spec
 from saferlhf.service.spec.errors import violations_from
 from saferlhf.service.spec.models import API_VERSION, KIND, JobSpec
 from saferlhf.service.spec.paths import Roots, confine_paths, default_roots
-from saferlhf.service.spec.yamlmap import parse_yaml
+from saferlhf.service.spec.yamlmap import Loc, parse_yaml
 
 MAX_SPEC_BYTES = 1 << 20  # a spec is a page of YAML; refuse megabytes before parsing them
+# A check that needs the whole valid spec, from a layer above this one (e.g. the memory planner's
+# `saferlhf.service.planning.fit.memory_violations`): (spec, YAML lines) → violations.
+SpecCheck = Callable[[JobSpec, Mapping[Loc, int]], list[FieldViolation]]
 
 
 def load_spec(
@@ -31,6 +34,7 @@ def load_spec(
     source_dir: str | None = None,
     allowed_roots: Sequence[str | os.PathLike[str]] | None = None,
     allow_hub: bool = False,
+    checks: Sequence[SpecCheck] = (),
 ) -> JobSpec:
     """Parse and validate a job spec; raise `SpecError` with every violation.
 
@@ -40,6 +44,8 @@ def load_spec(
     - `check_data`: check that data files and `use:` / model folders exist and parse.
     - `allow_hub`: the service can reach the Hugging Face hub; off by default (air-gapped), so a
       hub reference is an error naming its field, never a hang.
+    - `checks`: more checks on the valid spec, reported with the others (CreateJob and
+      `saferlhf validate` pass the memory planner's).
     """
     if not isinstance(text, str):
         raise SpecError([FieldViolation("<document>", "expected YAML text")])
@@ -67,6 +73,8 @@ def load_spec(
     except RecursionError:
         raise SpecError(violations + [FieldViolation("<document>", "nested too deeply")]) from None
     violations += check_spec(job, lines, check_data=check_data, allow_hub=allow_hub)
+    for check in checks:
+        violations += check(job, lines)
     if violations:
         raise SpecError(violations)
     return job

@@ -75,6 +75,19 @@ def _number_to_str(value: Any) -> Any:
 
 
 Quantity = Annotated[str, BeforeValidator(_number_to_str)]
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def quantity_bytes(text: str) -> int:
+    """A memory quantity matching MEMORY_QUANTITY ("80Gi", "24G", "81559Mi") in bytes."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", text.strip())
+    if match is None or match.group(2) not in _UNITS:
+        raise ValueError(f"not a memory quantity: {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+OptionalQuantity = Annotated[str | None, BeforeValidator(_number_to_str)]
 
 
 class ResourcesSpec(Frozen):
@@ -91,6 +104,21 @@ class ResourcesSpec(Frozen):
     shm_size: Quantity = Field(
         default="1Gi", pattern=MEMORY_QUANTITY, description="/dev/shm size (memory volume)."
     )
+    gpu_memory: OptionalQuantity = Field(
+        default=None, pattern=MEMORY_QUANTITY,
+        description='Memory of one GPU, e.g. "80Gi" (A100/H100 80GB) or "24Gi". With GPUs and '
+        "this set, submit rejects a stage whose estimated memory per GPU exceeds it "
+        "(`saferlhf plan` shows the estimates); unset: estimated, not checked.",
+    )
+
+    @field_validator("gpu_memory")
+    @classmethod
+    def _gpu_memory_has_a_unit(cls, value: str | None) -> str | None:
+        """`gpu_memory: 80` is 80 bytes: almost surely a missing unit, so say so."""
+        if value is not None and re.fullmatch(MEMORY_QUANTITY, value) \
+                and quantity_bytes(value) < 2**30:
+            raise ValueError(f"{value!r} is less than 1 GiB; give the unit, e.g. 80Gi")
+        return value
 
 
 class RetrySpec(Frozen):

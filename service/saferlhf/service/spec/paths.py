@@ -18,7 +18,9 @@ from typing import Any
 from saferlhf.service.errors import FieldViolation
 from saferlhf.service.spec.yamlmap import Loc, dotted, line_of
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# A checkout's root (service/saferlhf/service/spec/paths.py → four folders up), beside which the
+# project's CI keeps its shared data; absent in an installed wheel, and then simply not a root.
+REPO_ROOT = Path(__file__).resolve().parents[4]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 

@@ -185,6 +185,7 @@ class Resources:
     cpu: str = "2"
     memory: str = "8Gi"
     shm_size: str = "1Gi"
+    gpu_memory: str | None = None  # memory of one GPU (the memory planner's budget)
 
 def last_metric_values(events: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     """The last numeric value of each key over the `metrics` and `result` events, in order

@@ -64,7 +64,7 @@ def test_a_successful_child_gets_the_runner_environment_and_logs(tmp_path: Path)
         "keys = ['SAFERLHF_ATTEMPT_ID', 'SAFERLHF_ATTEMPT', 'SAFERLHF_STAGE_TOKEN', "
         "'HF_HUB_OFFLINE', 'OMP_NUM_THREADS', 'RANK', 'WORLD_SIZE']\n"
         "print(' '.join(f'{k}={os.environ.get(k)}' for k in keys))\n"
-        "import runners; print('runners importable')\n"
+        "import saferlhf.runners; print('runners importable')\n"
         "print('sid-differs', os.getsid(0) != int(os.environ['PARENT_SID']))\n"
     )
     ex = LocalExecutor(tmp_path / "state", command=child(script),

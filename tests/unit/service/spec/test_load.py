@@ -348,3 +348,26 @@ def test_a_misspelt_gate_metric_is_caught_at_submit_time() -> None:
     found = violations(to_yaml(doc))
     assert "did you mean 'eval/harmful_rate'" in found["spec.gates[0].metric"][0]
     assert "spec.gates[1].metric" not in found  # a per-judge key is not a typo
+
+
+def test_lora_settings_are_validated_with_field_paths() -> None:
+    doc = spec_dict()
+    doc["spec"]["stages"]["sft"]["lora"] = {"r": 0, "rank": 4}
+    found = violations(to_yaml(doc))
+    assert "greater than 0" in found["spec.stages.sft.lora.r"][0]
+    assert "spec.stages.sft.lora.rank" in found
+
+
+def test_a_lora_target_a_builtin_model_lacks_is_rejected_at_submit_time() -> None:
+    doc = spec_dict()
+    stages = doc["spec"]["stages"]
+    stages["ppo_lag"]["lora"] = {"target_modules": ["c_attn", "q_proj"], "save_merged": True}
+    stages["ppo_lag"]["critic_lora"] = {"target_modules": ["c_fc"]}
+    text = to_yaml(doc)
+    found = violations(text)
+    description, line = found["spec.stages.ppo_lag.lora.target_modules[1]"]
+    assert "'q_proj'" in description and "c_attn, c_proj, c_fc" in description
+    assert line == line_no(text, "q_proj")
+    assert list(found) == ["spec.stages.ppo_lag.lora.target_modules[1]"]
+    stages["ppo_lag"]["lora"] = {"target_modules": ["c_attn"], "save_merged": True}
+    assert load_spec(to_yaml(doc)).spec.stages.ppo_lag.lora.save_merged

@@ -8,7 +8,7 @@ by PPO-Lag rollouts, its safety-budget calibration, `collect` and `evaluate`.
     hf.py           `generate` behind the interface
     vllm_engine.py  vLLM's offline `LLM`, in this process, with in-memory weight sync
     vllm_process.py vLLM's side effects on that process (env, RNG, threads), kept in check
-    weights.py      `engine_weights(model)`: the one export of an actor's weights to an engine
-    sync.py         weight sync under a deadline, timed
+    sync.py         weight sync under a deadline, timed, through the one export of an actor's
+                    weights, `saferlhf.runners.common.lora.engine_weights` (LoRA: merged)
     factory.py      `build_engine(spec, ...)` from a stage's `rollout:` settings
 """

@@ -1,6 +1,15 @@
-"""Build the rollout engine a stage's `rollout:` settings ask for."""
+"""Build the rollout engine a stage's `rollout:` settings ask for.
+
+vLLM starts from a plain Hugging Face folder. A LoRA policy folder holds only an adapter
+(saferlhf.runners.common.adapters), so its engine starts from the folder's `merged/` copy when
+there is one, else from the plain folder at the bottom of its chain of bases — a model of the
+same architecture whose weights are then replaced by a sync of the merged policy before the
+engine samples (PPO-Lag syncs the actor first thing; `policy_engine` syncs here).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from saferlhf.runners.common.config import RolloutEngineSpec, RolloutParams
@@ -9,6 +18,8 @@ from saferlhf.runners.common.errors import InvalidInputError
 from saferlhf.runners.common.rollout_engine.base import RolloutEngine
 from saferlhf.runners.common.rollout_engine.hf import HFEngine
 from torch import nn
+
+MAX_ADAPTER_CHAIN = 8
 
 
 def build_engine(
@@ -22,9 +33,9 @@ def build_engine(
     local_world_size: int = 1,
     field: str = "rollout.engine",
 ) -> RolloutEngine:
-    """`hf`: `generate` on `model` (required). `vllm`: an engine started from the HF folder
-    `model_path`, in the dtype of `model`'s weights when a model is given (PPO-Lag syncs them
-    into it), else float32."""
+    """`hf`: `generate` on `model` (required). `vllm`: an engine started from the policy folder
+    `model_path` (or, for a LoRA adapter folder, its plain base: sync before sampling), in the
+    dtype of `model`'s weights when a model is given, else float32."""
     if spec.engine == "hf":
         if model is None:
             raise ValueError("engine hf samples from a loaded model; pass model=")
@@ -37,7 +48,7 @@ def build_engine(
         raise InvalidInputError(problem, field=field)
     first = next(model.parameters(), None) if model is not None else None
     return VLLMEngine(
-        model_path, tokenizer, spec,
+        plain_folder(model_path, field=field), tokenizer, spec,
         dtype=first.dtype if first is not None else torch.float32,
         actor_vocab_size=(model.get_input_embeddings().weight.shape[0] if model is not None
                           else None),
@@ -47,12 +58,34 @@ def build_engine(
     )
 
 
+def plain_folder(path: str, *, field: str = "rollout.engine") -> str:
+    """A plain HF folder vLLM can start from: `path` itself, or for a LoRA adapter folder its
+    `merged/` copy, else the first plain folder down its chain of bases."""
+    from saferlhf.runners.common.adapters import MERGED_DIR, adapter_base, is_adapter_folder
+
+    folder = path
+    for _ in range(MAX_ADAPTER_CHAIN + 1):
+        if not is_adapter_folder(folder):
+            return folder
+        if (Path(folder) / MERGED_DIR / "config.json").is_file():
+            return str(Path(folder) / MERGED_DIR)
+        base, _ = adapter_base(folder)
+        if not Path(base).is_dir():
+            raise InvalidInputError(
+                f"the LoRA adapter in {folder} was trained on {base}, which is not a local "
+                "folder; vLLM starts from a plain model folder (save_merged: true gives one)",
+                field=field)
+        folder = base
+    raise InvalidInputError(f"{path}: a chain of more than {MAX_ADAPTER_CHAIN} LoRA adapters",
+                            field=field)
+
+
 def policy_engine(spec: RolloutEngineSpec, path: str, *, seed: int = 0,
                   field: str = "policy_path") -> tuple[RolloutEngine, object]:
     """(engine, tokenizer) answering with the policy folder `path` (collect, evaluate). vllm
-    loads no Hugging Face copy of the weights: only the tokenizer, with the special tokens
-    `load_policy` would add; a folder that lacks them would need new embedding rows, which
-    only the hf engine can add."""
+    loads no Hugging Face copy of a plain folder's weights, only its tokenizer with the special
+    tokens `load_policy` would add (a folder lacking them would need new embedding rows, which
+    only the hf engine can add); a LoRA folder without `merged/` is merged in memory and synced."""
     from saferlhf.runners.common.models import load_policy, resolve_model_path
 
     try:
@@ -62,17 +95,35 @@ def policy_engine(spec: RolloutEngineSpec, path: str, *, seed: int = 0,
         folder = resolve_model_path(path, field=field)
     except InvalidInputError as e:
         raise InvalidInputError(str(e).split(": ", 1)[-1], field=field) from e
+    from saferlhf.runners.common.adapters import MERGED_DIR, is_adapter_folder
     from saferlhf.runners.common.rollout_engine.vllm_engine import VLLMEngine
+
+    if is_adapter_folder(folder) and not (Path(folder) / MERGED_DIR / "config.json").is_file():
+        return _merged_engine(spec, folder, seed=seed, field=field)
+    start = plain_folder(folder)
     from saferlhf.runners.common.tokenizer import ensure_special_tokens
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(start)
     added = ensure_special_tokens(tokenizer)
-    engine = VLLMEngine(folder, tokenizer, spec, seed=seed, field="rollout.engine")
+    engine = VLLMEngine(start, tokenizer, spec, seed=seed, field="rollout.engine")
     if added and len(tokenizer) > engine.vocab_size:
         engine.close()
         raise InvalidInputError(
-            f"{folder}'s tokenizer lacks special tokens (pad/eos/bos/unk) that saferlhf adds, "
+            f"{start}'s tokenizer lacks special tokens (pad/eos/bos/unk) that saferlhf adds, "
             "which needs new embedding rows; use engine: hf, or a model saved by a saferlhf "
             "stage", field="rollout.engine")
+    return engine, tokenizer
+
+
+def _merged_engine(spec: RolloutEngineSpec, folder: str, *, seed: int,
+                   field: str) -> tuple[RolloutEngine, object]:
+    """A LoRA adapter folder without `merged/`: the policy merged in memory by `load_policy`,
+    synced into an engine started on its plain base."""
+    from saferlhf.runners.common.models import load_policy
+    from saferlhf.runners.common.rollout_engine.sync import sync_engine
+
+    model, tokenizer = load_policy(folder, field=field)
+    engine = build_engine(spec, model=model, tokenizer=tokenizer, model_path=folder, seed=seed)
+    sync_engine(engine, model, deadline_seconds=RolloutParams().weight_sync_deadline_seconds)
     return engine, tokenizer
