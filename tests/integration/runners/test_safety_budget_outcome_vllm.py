@@ -7,8 +7,8 @@ after every iteration. It must end at the same outcome: ≤ 3% harmful.
 
 The model differs from the hf test only in its heads (3 × 32 instead of 4 × 24): vLLM's CPU
 attention has no kernel for head size 24. Every stage runs through its real CLI. Seed 3, as in
-the hf test (not picked). Measured on the 2-core development machine (load 6-7): 2 min SFT,
-2 min PPO-Lag, 5.5 min in all; harmful rate 2.7% (SFT 52%). The margin is thin for either
+the hf test (not picked). Measured on the 2-core development machine (load 4-7): 2 min SFT,
+2 min PPO-Lag, 4-5.5 min in all; harmful rate 2.7% (SFT 52%). The margin is thin for either
 engine: hand runs from the same SFT model ended at 4.4% (vllm, seed 4) and 1.0% (seed 5), and
 with hf at 1.0% (seed 3) and 2.4% (seed 4); the training harmful rates were alike.
 """
