@@ -123,7 +123,7 @@ def panels() -> list[dict[str, Any]]:
          "{{saferlhf_job}} {{stage}}"),
     ], (0, 43, 12, 8), unit="s", description="Alert SaferlhfStageStalled at 30 minutes."))
     out.append(_panel("timeseries", "Training step", [
-        (f"saferlhf_train_step{{{SEL}}}", "{{saferlhf_job}} {{stage}}")], (12, 43, 12, 8)))
+        (f"saferlhf_train_step{{{SEL}}}", "{{saferlhf_job}} {{stage}}")], (18, 43, 6, 8)))
     out.append(_row("Control plane", 51))
     out.append(_panel("stat", "Service up", [
         ('up{job=~".*saferlhf.*"}', "{{instance}}")], (0, 52, 4, 6)))
@@ -154,6 +154,11 @@ def panels() -> list[dict[str, Any]]:
         ("histogram_quantile(0.99, sum by (le, method) "
          "(rate(saferlhf_grpc_request_duration_seconds_bucket[$__rate_interval])))",
          "{{method}}")], (16, 66, 8, 8), unit="s"))
+    out.append(_panel("timeseries", "Rollout engine weight sync", [
+        (f"saferlhf_rollout_weight_sync_seconds{{{SEL}}}", "{{saferlhf_job}} r{{round}}"),
+    ], (12, 43, 6, 8), unit="s", description="Seconds to copy the actor's weights into the vLLM "
+        "rollout engine after each PPO-Lag iteration (rollout.engine: vllm); a sync past "
+        "rollout.weight_sync_deadline_seconds fails the attempt (exit 75) and is retried."))
     out += evaluation_panels(74)
     for i, p in enumerate(out, start=1):
         p["id"] = i

@@ -69,6 +69,9 @@ CATALOG: tuple[MetricDef, ...] = (
     MetricDef("saferlhf_guard_active", "gauge", TRAIN_LABELS + ("guard",),
               "1 while a safety-budget guard fires (VacuousThreshold, LambdaPinned, "
               "LambdaBelowBreakEven).", "guard/<name>"),
+    MetricDef("saferlhf_rollout_weight_sync_seconds", "gauge", TRAIN_LABELS,
+              "Wall time of the last copy of the actor's weights into the vLLM rollout engine "
+              "(PPO-Lag, after each iteration's updates).", "rollout/weight_sync_seconds"),
     MetricDef("saferlhf_stage_last_event_timestamp_seconds", "gauge", TRAIN_LABELS,
               "Unix time of the stage's last runner event (stall alerts)."),
     # --- control plane -----------------------------------------------------------------------

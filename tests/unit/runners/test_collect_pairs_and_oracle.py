@@ -1,7 +1,6 @@
 """Collect stage pieces: pairing samples, context budgets and oracle labels (exact judge)."""
 
 import random
-from types import SimpleNamespace
 
 from saferlhf.runners.collect.run import oracle_rows
 from saferlhf.runners.collect.sample import Pair, context_budget, pair_samples
@@ -23,10 +22,9 @@ def test_samples_form_disjoint_pairs_and_identical_or_empty_pairs_are_dropped():
 
 
 def test_the_generation_budget_fits_the_model_context():
-    model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=128))
-    assert context_budget(model, 32) == (32, 96)
-    assert context_budget(model, 200) == (64, 64)
-    assert context_budget(SimpleNamespace(config=None), 50) == (50, None)
+    assert context_budget(128, 32) == (32, 96)
+    assert context_budget(128, 200) == (64, 64)
+    assert context_budget(None, 50) == (50, None)
 
 
 def test_oracle_labels_agree_with_the_exact_judge_without_noise():

@@ -93,20 +93,21 @@ def run(config: CollectConfig, sink) -> dict:
         raise InvalidInputError("no single-turn prompts to sample from", field="prompts")
 
     import torch
-    from saferlhf.runners.common.models import load_policy
+    from saferlhf.runners.common.rollout_engine.factory import policy_engine
 
     torch.manual_seed(config.seed)
-    try:
-        model, tokenizer = load_policy(config.policy_path)
-    except InvalidInputError as e:
-        raise InvalidInputError(str(e).split(": ", 1)[-1], field="policy_path") from e
-    sink.log(f"sampling {config.samples_per_prompt} responses for {len(records)} prompts")
+    engine, tokenizer = policy_engine(config.rollout, config.policy_path, seed=config.seed)
+    sink.log(f"sampling {config.samples_per_prompt} responses for {len(records)} prompts "
+             f"({engine.name} engine)")
     prompts = [str(r.prompt) for r in records]
-    responses = sample_responses(
-        model, tokenizer, prompts, samples_per_prompt=config.samples_per_prompt,
-        max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-        batch_size=config.batch_size, seed=config.seed,
-    )
+    try:
+        responses = sample_responses(
+            engine, tokenizer, prompts, samples_per_prompt=config.samples_per_prompt,
+            max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+            batch_size=config.batch_size, seed=config.seed,
+        )
+    finally:
+        engine.close()
     pairs, dropped = pair_samples(prompts, responses)
     if not pairs:
         raise InvalidInputError(

@@ -2,7 +2,8 @@
 
 Shared by the collect runner (round data) and the evaluate runner (answers to judge). Prompts are
 raw user inputs; they are templated here (reference §1.2) and generated in batches of about
-`batch_size` rows with C1's KV-cache `generate`. Each batch draws from its own seed
+`batch_size` rows by the stage's rollout engine (`generate`, or vLLM). Each batch draws from its
+own seed
 (`seed + batch index`), so a run is reproducible and independent of the global RNG.
 
 Pairing (collect): the k samples of a prompt form ⌊k/2⌋ disjoint pairs (0,1), (2,3), …, so every
@@ -30,19 +31,12 @@ class Pair:
     response_1: str
 
 
-def context_budget(model, max_new_tokens: int) -> tuple[int, int | None]:
-    """(max_new_tokens, max_prompt_tokens) that fit the model's context window.
+def context_budget(context: int | None, max_new_tokens: int) -> tuple[int, int | None]:
+    """(max_new_tokens, max_prompt_tokens) that fit a context window of `context` positions.
 
     A tiny model has a short context (128 positions by default); asking it for more new tokens
     than fit would index past its position table, so the budget is halved and logged instead.
     """
-    config = getattr(model, "config", None)
-    context = None
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            context = value
-            break
     if context is None:
         return max_new_tokens, None
     if max_new_tokens > context // 2:
@@ -53,7 +47,7 @@ def context_budget(model, max_new_tokens: int) -> tuple[int, int | None]:
 
 
 def sample_responses(
-    model,
+    engine,  # RolloutEngine
     tokenizer,
     prompts: Sequence[Prompt],
     *,
@@ -64,17 +58,16 @@ def sample_responses(
     seed: int = 42,
 ) -> list[list[str]]:
     """responses[i][j] = sample j for prompt i (raw prompts, templated here)."""
-    from saferlhf.runners.common.generation import generate
     from saferlhf.runners.common.template import format_prompt
 
-    new_tokens, prompt_tokens = context_budget(model, max_new_tokens)
+    new_tokens, prompt_tokens = context_budget(engine.context_size, max_new_tokens)
     eos = tokenizer.eos_token or ""
     per_batch = max(1, batch_size // samples_per_prompt)
     out: list[list[str]] = []
     for batch_index, start in enumerate(range(0, len(prompts), per_batch)):
         chunk = [format_prompt(p, eos) for p in prompts[start : start + per_batch]]
-        rollout = generate(
-            model, tokenizer, chunk, max_new_tokens=new_tokens, temperature=temperature,
+        rollout = engine.generate(
+            chunk, max_new_tokens=new_tokens, temperature=temperature,
             num_return_sequences=samples_per_prompt, seed=seed + batch_index,
             max_prompt_tokens=prompt_tokens,
         )

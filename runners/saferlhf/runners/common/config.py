@@ -276,13 +276,53 @@ class SafetyBudget(Frozen):
     calibration_samples: int = Field(default=512, gt=0, description="Rollouts to calibrate on.")
 
 
-class RolloutParams(Frozen):
+CPU_KV_CACHE_GIB = 1.0  # vllm without a GPU and without kv_cache_gib (VLLM_CPU_KVCACHE_SPACE)
+
+
+class RolloutEngineSpec(Frozen):
+    """Which engine samples responses, and how much memory it may take (docs/running_on_gpus.md,
+    "Rollout engine"). Both engines sample the same way (temperature, top_p, max_new_tokens,
+    stop at EOS, seed); PPO-Lag recomputes the actor's log-probs of the sampled tokens either
+    way."""
+
+    engine: Literal["hf", "vllm"] = Field(
+        default="hf",
+        description="hf: Hugging Face `generate` on the policy itself; vllm: an in-process vLLM "
+        "engine (PPO-Lag copies the actor's weights into it, in memory, after every update).",
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.4, gt=0, lt=1,
+        description="vllm on GPUs: share of the GPU's memory vLLM may take for its weights and KV "
+        "cache. The trainer shares the GPU, so leave it room.",
+    )
+    kv_cache_gib: float | None = Field(
+        default=None, gt=0,
+        description="vllm: KV-cache size in GiB; overrides gpu_memory_utilization. Without a GPU "
+        f"the default is {CPU_KV_CACHE_GIB:g} GiB of CPU memory.",
+    )
+
+    @property
+    def is_vllm(self) -> bool:
+        return self.engine == "vllm"
+
+
+class RolloutParams(RolloutEngineSpec):
     prompt_batch_size: int = Field(default=16, gt=0, description="Prompts per iteration.")
     num_return_sequences: int = Field(default=1, gt=0)
     max_new_tokens: int = Field(default=128, gt=0)
     temperature: float = Field(default=1.0, gt=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     repetition_penalty: float = Field(default=1.0, gt=0)
+    weight_sync_deadline_seconds: float = Field(
+        default=300.0, gt=0,
+        description="vllm: a weight sync into the engine that takes longer fails the attempt "
+        "with a retryable error (exit 75) instead of hanging.",
+    )
+    sleep_during_training: bool = Field(
+        default=True,
+        description="vllm on GPUs: free the engine's KV cache and offload its weights while the "
+        "actor trains (vLLM sleep mode, level 1). vLLM's CPU backend has no sleep mode.",
+    )
 
 
 class PPOLagParams(CommonParams):
@@ -411,6 +451,9 @@ class EvaluateParams(Frozen):
     max_new_tokens: int = Field(default=128, gt=0)
     temperature: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=32, gt=0)
+    rollout: RolloutEngineSpec = Field(
+        default_factory=RolloutEngineSpec, description="The engine that answers the prompts."
+    )
     arena: bool = Field(default=True, description="Pairwise win rates and Elo across versions.")
     plots: bool = Field(default=True, description="PNG reward/cost distributions per version.")
     regression_tolerance: float = Field(
@@ -438,6 +481,9 @@ class CollectParams(Frozen):
     labeler: Literal["oracle", "import"] = Field(default="oracle")
     label_noise: float = Field(default=0.0, ge=0, le=0.5)
     batch_size: int = Field(default=32, gt=0)
+    rollout: RolloutEngineSpec = Field(
+        default_factory=RolloutEngineSpec, description="The engine that samples the responses."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -480,6 +526,23 @@ class PPOLagConfig(StageIO, PPOLagParams):
     cost_model_path: str | None = None
     reward_critic_path: str | None = Field(default=None, description="Default: reward model.")
     cost_critic_path: str | None = Field(default=None, description="Default: cost model.")
+
+    @model_validator(mode="after")
+    def _engine_fits_backend(self) -> PPOLagConfig:
+        problem = rollout_backend_conflict(self.rollout, self.backend)
+        if problem:
+            raise ValueError(f"rollout.engine: {problem}")
+        return self
+
+
+def rollout_backend_conflict(rollout: RolloutEngineSpec, backend: BackendSpec) -> str | None:
+    """Why this engine cannot sample for an actor trained on this backend (None: it can). Shared
+    by the runner's config and the service's submit-time checks."""
+    if rollout.engine == "vllm" and backend.kind == "deepspeed" \
+            and backend.deepspeed.zero_stage == 3:
+        return ("vllm needs the actor's full weights on every rank to sync them into the engine, "
+                "but ZeRO-3 shards them; use engine: hf with ZeRO-3, or ZeRO stage 0-2")
+    return None
 
 
 class PolicyInputs(Frozen):

@@ -66,19 +66,17 @@ def _last_user_turn(prompt: Prompt) -> str:
 
 def _answer(config: EvaluateConfig, names: list[str], sets, sink) -> tuple[list[Judged], list]:
     """Generate and judge (keyword, synthetic) every answer; returns rows and their prompts."""
-    from saferlhf.runners.common.models import load_policy
+    from saferlhf.runners.common.rollout_engine.factory import policy_engine
 
     rows: list[Judged] = []
     prompts: list[Prompt] = []
     for vi, version in enumerate(config.policies):
-        try:
-            model, tokenizer = load_policy(version.path)
-        except InvalidInputError as e:
-            raise InvalidInputError(str(e).split(": ", 1)[-1], field=f"policies[{vi}].path") from e
+        engine, tokenizer = policy_engine(config.rollout, version.path, seed=config.seed,
+                                          field=f"policies[{vi}].path")
         for si, (name, source, records) in enumerate(zip(names, config.prompts, sets,
                                                          strict=True)):
             responses = sample_responses(
-                model, tokenizer, [r.prompt for r in records],
+                engine, tokenizer, [r.prompt for r in records],
                 samples_per_prompt=config.samples_per_prompt,
                 max_new_tokens=config.max_new_tokens, temperature=config.temperature,
                 batch_size=config.batch_size, seed=config.seed + 10_007 * si,
@@ -91,7 +89,7 @@ def _answer(config: EvaluateConfig, names: list[str], sets, sink) -> tuple[list[
                                   sample_index=k, prompt=raw, response=answer)
                     rows.append(Judged(**fields))
                     prompts.append(record.prompt)
-        del model
+        engine.close()
         sink.progress(vi + 1, len(config.policies) + 2)
         sink.log(f"answered {sum(len(s) for s in sets)} prompts with {version.name}")
     return rows, prompts

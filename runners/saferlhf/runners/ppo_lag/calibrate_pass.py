@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from saferlhf.runners.common.dist import all_gather_cat, get_world_size
 from saferlhf.runners.common.errors import InvalidInputError
-from saferlhf.runners.common.generation import generate
 from saferlhf.runners.ppo_lag.calibration import (
     Calibration,
     CalibrationError,
@@ -35,11 +34,11 @@ def calibrate(trainer) -> tuple[Calibration, dict[str, bool]]:
     for start in range(0, len(mine), chunk):
         part = mine[start : start + chunk]
         texts = [r.text for r in part]
-        rollout = generate(
-            nets.actor.bare, nets.tokenizer, texts, max_new_tokens=cfg.rollout.max_new_tokens,
+        rollout = trainer.engine.generate(
+            texts, max_new_tokens=cfg.rollout.max_new_tokens,
             temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
             repetition_penalty=cfg.rollout.repetition_penalty, num_return_sequences=per_prompt,
-            synced_gpus=trainer.synced_gpus, max_prompt_tokens=trainer.max_prompt_tokens,
+            max_prompt_tokens=trainer.max_prompt_tokens,
         )
         rows_texts = [t for t in texts for _ in range(per_prompt)]
         scores = nets.scorer(rows_texts, rollout.response_texts, rollout.sequences,

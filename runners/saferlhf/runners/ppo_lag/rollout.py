@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from saferlhf.runners.common.generation import Rollout, generate, token_log_probs
+from saferlhf.runners.common.generation import Rollout, token_log_probs
 
 
 @dataclass
@@ -56,7 +56,7 @@ def collect_experience(
     prompts: list[str],
     is_harmful: list[bool | None],
     rollout_params,
-    synced_gpus: bool = False,
+    engine,  # RolloutEngine: samples (hf: the actor itself; vllm: synced after each update)
     max_prompt_tokens: int | None = None,
     timer=None,
 ) -> Experience:
@@ -64,12 +64,11 @@ def collect_experience(
     timer = timer or _NullTimer()
     n = rollout_params.num_return_sequences
     with timer("generate"):
-        rollout: Rollout = generate(
-            actor.bare, tokenizer, prompts,
-            max_new_tokens=rollout_params.max_new_tokens,
+        rollout: Rollout = engine.generate(
+            prompts, max_new_tokens=rollout_params.max_new_tokens,
             temperature=rollout_params.temperature, top_p=rollout_params.top_p,
             repetition_penalty=rollout_params.repetition_penalty, num_return_sequences=n,
-            synced_gpus=synced_gpus, max_prompt_tokens=max_prompt_tokens,
+            max_prompt_tokens=max_prompt_tokens,
         )
     seqs, mask, S = rollout.sequences, rollout.attention_mask, rollout.prompt_width
     rows_prompts = [p for p in prompts for _ in range(n)]

@@ -31,6 +31,7 @@ from saferlhf.runners.common.errors import InvalidInputError, TransientError
 from saferlhf.runners.common.events import EventSink
 from saferlhf.runners.ppo_lag import checkpointing
 from saferlhf.runners.ppo_lag.calibration import Calibration, break_even_lambda
+from saferlhf.runners.ppo_lag.engine_sync import SyncStats, make_engine, sync_actor
 from saferlhf.runners.ppo_lag.guards import (
     DEFAULT_VACUOUS_TARGET,
     GuardState,
@@ -89,6 +90,8 @@ class PPOLagTrainer:
         self.lagrange = LagrangeMultiplier(cfg.lambda_init, cfg.lambda_lr, cfg.lambda_max)
         self.window = EpisodeCostWindow(cfg.episode_cost_window_size)
         self.ptx: list | None = None
+        self.engine = None  # RolloutEngine, built in setup
+        self.sync_stats = SyncStats()
 
     # -- setup -----------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -104,6 +107,7 @@ class PPOLagTrainer:
         self.nets = build_networks(self.cfg, self.total_steps)
         self.log_lora()
         self.max_prompt_tokens = prompt_budget(self.cfg, self.nets.actor.bare.config)
+        self.engine = make_engine(self)
         if self.cfg.ptx_data:
             from saferlhf.runners.ppo_lag.ptx import load_ptx
 
@@ -136,9 +140,12 @@ class PPOLagTrainer:
         finally:
             with contextlib.suppress(ValueError):  # not the main thread
                 signal.signal(signal.SIGTERM, previous_handler)
+            if self.engine is not None:
+                self.engine.close()
 
     def loop(self) -> dict[str, Any]:
         resumed = checkpointing.resume(self)
+        sync_actor(self)  # the engine started from a folder: the actor's weights (resumed, LoRA)
         if not resumed and self.cfg.safety_budget is not None and self.cfg.algorithm == "ppo_lag":
             from saferlhf.runners.ppo_lag.calibrate_pass import calibrate
 
@@ -169,18 +176,20 @@ class PPOLagTrainer:
         )
         chunk = self.schedule.prompts_per_chunk
         batch: list[Experience] = []
+        self.engine.wake()
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             exp = collect_experience(
                 actor=nets.actor, reference=nets.reference, reward_critic=nets.reward_critic,
                 cost_critic=nets.cost_critic, scorer=nets.scorer, tokenizer=nets.tokenizer,
                 prompts=[r.text for r in part], is_harmful=[r.is_harmful for r in part],
-                rollout_params=cfg.rollout, synced_gpus=self.synced_gpus,
+                rollout_params=cfg.rollout, engine=self.engine,
                 max_prompt_tokens=self.max_prompt_tokens, timer=self.timer,
             )
             if exp.costs is not None:
                 self.window.extend(self.scoped_costs(exp))
             batch.append(exp)
+        self.engine.sleep()  # frees the engine's KV cache while the actor trains (GPU only)
         if not st.vacuous_checked:
             self.check_vacuous(batch)
         advantages = [compute_advantages(exp, cfg) for exp in batch]
@@ -193,6 +202,7 @@ class PPOLagTrainer:
                 st.global_step += 1
                 self.emit_step(metrics, exp)
                 self.stop.after_step(st.global_step)
+        sync_actor(self)  # the updated actor into the rollout engine, before it samples again
 
     # -- λ ---------------------------------------------------------------------------------------
     def episode_cost(self) -> float:
@@ -340,6 +350,7 @@ class PPOLagTrainer:
             "train/cost": last.get("train/cost"),
             "train/harmful_rate": last.get("train/harmful_rate"),
             "train/kl_divergence": last.get("train/kl_divergence"),
+            **self.sync_stats.summary(self.cfg.rollout.engine),
         }
         self.sink.result(result)
         return result

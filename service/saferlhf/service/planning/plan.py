@@ -118,27 +118,15 @@ def job_root(spec: JobSpec, *, job_id: str, artifacts_root: str) -> str:
 
 
 def effective_resources(job: JobSpec, stage: Any) -> Resources:
-    """A stage's resources: `spec.defaults.resources`, overridden field by field by its own."""
-    merged = job.spec.defaults.resources
-    if stage is not None and stage.resources is not None:
-        override = stage.resources
-        merged = merged.model_copy(
-            update={f: getattr(override, f) for f in override.model_fields_set})
-    return Resources(**merged.model_dump())
+    """A stage's resources: `spec.defaults.resources`, overridden field by field by its own
+    (the rule lives on the spec, `Spec.stage_resources`, so submit-time checks share it)."""
+    return Resources(**job.spec.stage_resources(stage).model_dump())
 
 
 def effective_backend(job: JobSpec, stage: Any) -> BackendSpec:
-    """A stage's backend: the defaults' (`deepspeed:` selects DeepSpeed), then the stage's."""
-    defaults = job.spec.defaults
-    backend = defaults.backend
-    if defaults.deepspeed is not None:
-        backend = backend.model_copy(update={"kind": "deepspeed",
-                                             "deepspeed": defaults.deepspeed})
-    if stage is not None and stage.backend is not None:
-        backend = stage.backend
-    if stage is not None and stage.deepspeed is not None:
-        backend = backend.model_copy(update={"kind": "deepspeed", "deepspeed": stage.deepspeed})
-    return backend
+    """A stage's backend: the defaults' (`deepspeed:` selects DeepSpeed), then the stage's
+    (`Spec.stage_backend`)."""
+    return job.spec.stage_backend(stage)
 
 
 def plan_job(spec: JobSpec, *, job_id: str, artifacts_root: str) -> Plan:

@@ -9,7 +9,18 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from saferlhf.runners.common.config import BUILTIN_LORA_LAYERS, DataSource, ModelSpec
+from saferlhf.runners.common.config import (
+    BUILTIN_LORA_LAYERS,
+    DataSource,
+    ModelSpec,
+    rollout_backend_conflict,
+)
+from saferlhf.runners.common.engine_checks import (
+    builtin_config,
+    folder_config,
+    gpu_layout_problem,
+    vllm_model_problems,
+)
 from saferlhf.service.errors import FieldViolation
 from saferlhf.service.metrics_catalog import CATALOG
 from saferlhf.service.spec.models import (
@@ -58,6 +69,7 @@ def check_spec(
     out = _cross_field(job, at)
     out += _lora_targets(job, at)
     out += _models(job, at, check_data=check_data, allow_hub=allow_hub)
+    out += _rollout_engines(job, at, check_data=check_data)
     for loc, source, kind in data_sources(job):
         if source.hub is not None and not allow_hub:
             out.append(at((*loc, "hub"), f"hub dataset {source.hub!r}: {HUB_OFF}"))
@@ -321,3 +333,54 @@ def _backend_conflicts(job: JobSpec, at: Any) -> list[FieldViolation]:
             out.append(at((*loc, "deepspeed"), "`deepspeed:` selects the DeepSpeed backend, but "
                           "backend.kind is plain; drop one of them"))
     return out
+
+
+def _rollout_engines(job: JobSpec, at: Any, *, check_data: bool) -> list[FieldViolation]:
+    """`rollout.engine: vllm` where it cannot work: ZeRO-3 (sharded weights cannot be synced),
+    several processes per GPU node, or a policy vLLM cannot run on the stage's hardware (an
+    unknown architecture; on CPU, an attention head size its kernels lack)."""
+    stages = job.spec.stages
+    users: list[tuple[str, Any]] = [(name, getattr(stages, name)) for name in
+                                    ("ppo_lag", "eval", "collect")]
+    out = []
+    policy: tuple[dict[str, Any] | None, str] | None = None
+    for name, stage in users:
+        if stage is None or isinstance(stage, UsedStage) or stage.rollout.engine != "vllm":
+            continue
+        if name == "collect" and job.spec.rounds.count < 2:
+            continue  # collect runs in rounds ≥ 2 only
+        loc: Loc = ("spec", "stages", name, "rollout", "engine")
+        problem = rollout_backend_conflict(stage.rollout, job.spec.stage_backend(stage)) \
+            if name == "ppo_lag" else None
+        if problem:
+            out.append(at(loc, problem))
+        resources = job.spec.stage_resources(stage)
+        problem = gpu_layout_problem(gpus_per_node=resources.gpus_per_node,
+                                     nproc_per_node=resources.nproc_per_node)
+        if problem:
+            out.append(at(loc, problem))
+        policy = policy or _policy_config(job, check_data=check_data)
+        config, where = policy
+        if config is not None:
+            out += [at(loc, f"{where}: {p}")
+                    for p in vllm_model_problems(config, on_gpu=resources.gpus_per_node > 0)]
+    return out
+
+
+def _policy_config(job: JobSpec, *, check_data: bool) -> tuple[dict[str, Any] | None, str]:
+    """The config.json of the policy every sampling stage runs (the SFT model keeps the starting
+    model's architecture), and where it comes from; None where it cannot be read here (a hub
+    model, a folder on another machine)."""
+    sft = job.spec.stages.sft
+    if isinstance(sft, UsedStage):
+        where, folder = "spec.stages.sft.use", sft.use
+    else:
+        model = job.spec.model
+        builtin = builtin_config(model)
+        if builtin is not None:
+            return builtin, (f"spec.model ({model.path}, n_embd {model.n_embd}, "
+                             f"n_head {model.n_head})")
+        where, folder = "spec.model.path", model.path
+    if not check_data or not os.path.isdir(folder):
+        return None, where
+    return folder_config(folder), where

@@ -16,6 +16,7 @@ from saferlhf.runners.common.config import (
     LoraSpec,
     OptimSpec,
     PolicyLoraSpec,
+    RolloutEngineSpec,
     RolloutParams,
     SafetyBudget,
 )
@@ -45,6 +46,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("api_key.secret", jc.SecretKeyRef),
     ("eval.judges[] kind: classifier", jc.ClassifierJudge),
     ("spec.stages.collect", m.CollectStage),
+    ("eval.rollout / collect.rollout (the engine that samples)", RolloutEngineSpec),
     ("Data sources (data, eval_data, prompts, ptx_data, eval_prompts)", m.DataSource),
     ("spec.rounds", m.RoundsSpec), ("spec.rounds.collect", m.CollectRoundSpec),
     ("spec.gates[]", m.GateSpec), ("spec.escalation", m.EscalationSpec),

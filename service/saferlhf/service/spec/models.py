@@ -32,6 +32,7 @@ from saferlhf.runners.common.config import (
     ModelSpec,
     PPOLagParams,
     RewardParams,
+    RolloutEngineSpec,
     SafeDPOParams,
     SFTParams,
 )
@@ -197,6 +198,8 @@ class CollectStage(StageOverrides):
     max_new_tokens: int = Field(default=_COLLECT["max_new_tokens"].default, gt=0)
     temperature: float = Field(default=_COLLECT["temperature"].default, gt=0)
     batch_size: int = Field(default=_COLLECT["batch_size"].default, gt=0)
+    rollout: RolloutEngineSpec = Field(
+        default_factory=RolloutEngineSpec, description=_COLLECT["rollout"].description)
 
 
 def _stage_tag(value: Any) -> str:
@@ -399,6 +402,27 @@ class Spec(Frozen):
     retries: RetrySpec = Field(default_factory=RetrySpec)
     seed: int = Field(default=42, ge=0, lt=2**31, description="Every stage seed derives from it.")
     kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
+
+    def stage_resources(self, stage: StageOverrides | None) -> ResourcesSpec:
+        """`defaults.resources` with the fields the stage sets overriding them."""
+        merged = self.defaults.resources
+        if stage is not None and stage.resources is not None:
+            override = stage.resources
+            merged = merged.model_copy(
+                update={f: getattr(override, f) for f in override.model_fields_set})
+        return merged
+
+    def stage_backend(self, stage: StageOverrides | None) -> BackendSpec:
+        """The stage's backend: its own `backend:` / `deepspeed:`, else the defaults'."""
+        backend = self.defaults.backend
+        if self.defaults.deepspeed is not None:
+            backend = backend.model_copy(update={"kind": "deepspeed",
+                                                 "deepspeed": self.defaults.deepspeed})
+        if stage is not None and stage.backend is not None:
+            backend = stage.backend
+        if stage is not None and stage.deepspeed is not None:
+            backend = backend.model_copy(update={"kind": "deepspeed", "deepspeed": stage.deepspeed})
+        return backend
 
 
 class JobSpec(Frozen):

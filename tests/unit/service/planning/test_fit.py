@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from saferlhf.runners.common.config import RolloutParams
 from saferlhf.service.errors import SpecError
 from saferlhf.service.planning.estimate import estimate
 from saferlhf.service.planning.fit import memory_plan, memory_violations
@@ -218,16 +219,17 @@ def test_a_lora_target_that_matches_nothing_is_a_spec_error(llama_7b: Path, tmp_
 def test_a_vllm_engine_takes_its_share_of_the_gpu_beside_the_resident_trainer(
         llama_7b: Path, tmp_path: Path) -> None:
     job = _load_unchecked(_spec(llama_7b, gpu_memory="80Gi"), tmp_path)
-    rollout = SimpleNamespace(**job.spec.stages.ppo_lag.rollout.model_dump(), engine="vllm",
-                              gpu_memory_utilization=0.5)
+    rollout = SimpleNamespace(**{**job.spec.stages.ppo_lag.rollout.model_dump(),
+                                 "engine": "vllm", "gpu_memory_utilization": 0.5})
     est = estimate(_ppo_workload(job, rollout=rollout))
     phase = next(p for p in est.phases if p.name == "rollout")
     assert phase.parts == () and phase.engine_share == 0.5  # no HF KV cache
     assert est.phase_bytes(phase, 80 * GiB) == est.resident_bytes + 40 * GiB
     assert est.phase_bytes(phase, None) is None  # needs the GPU's size
     default = estimate(_ppo_workload(job, rollout=SimpleNamespace(
-        **job.spec.stages.ppo_lag.rollout.model_dump(), engine="vllm")))
-    assert next(p for p in default.phases if p.name == "rollout").engine_share == 0.9
+        **{**job.spec.stages.ppo_lag.rollout.model_dump(), "engine": "vllm"})))
+    share = RolloutParams.model_fields["gpu_memory_utilization"].default  # the spec's default
+    assert next(p for p in default.phases if p.name == "rollout").engine_share == share
 
 
 def test_the_check_reports_a_planner_bug_in_the_log_instead_of_failing_the_submit(
@@ -255,8 +257,8 @@ def testmicro_batch_one_also_shrinks_generation(llama_7b: Path, tmp_path: Path) 
 def test_a_vllm_share_too_small_for_the_policy_is_a_spec_error_on_the_utilization(
         llama_7b: Path, tmp_path: Path, monkeypatch) -> None:
     job = _load_unchecked(_spec(llama_7b, gpu_memory="1000Gi"), tmp_path)
-    rollout = SimpleNamespace(**job.spec.stages.ppo_lag.rollout.model_dump(), engine="vllm",
-                              gpu_memory_utilization=0.01)  # 10 GiB < 12.6 GiB of bf16 weights
+    rollout = SimpleNamespace(**{**job.spec.stages.ppo_lag.rollout.model_dump(), "engine": "vllm",
+                                 "gpu_memory_utilization": 0.01})  # 10 GiB < 12.6 GiB of bf16
     real = Inventory.workload
     monkeypatch.setattr(Inventory, "workload", lambda self, name: _ppo_workload(
         job, rollout=rollout) if name == "ppo_lag" else real(self, name))
