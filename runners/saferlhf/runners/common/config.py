@@ -134,6 +134,12 @@ class OptimSpec(Frozen):
     warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="Warm-up share of steps.")
     betas: tuple[float, float] = Field(default=(0.9, 0.95), description="Adam betas.")
     grad_clip: float = Field(default=1.0, gt=0, description="Gradient-norm clip.")
+    implementation: Literal["auto", "fused", "foreach", "for_loop"] = Field(
+        default="auto",
+        description="AdamW kernel: auto = fused where the device has it (CPU, CUDA), else "
+        "torch's default; fused / foreach / for_loop force one (for_loop is the per-tensor loop "
+        "torch uses on CPU by default). Same update rule, different speed.",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,6 +208,19 @@ class RolloutParams(Frozen):
     temperature: float = Field(default=1.0, gt=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     repetition_penalty: float = Field(default=1.0, gt=0)
+    decode: Literal["auto", "hf"] = Field(
+        default="auto",
+        description="auto: the static-KV-cache sampling loop for the builtin families (GPT-2, "
+        "LLaMA; the same tokens as Hugging Face generate under the same seed, about 2× faster "
+        "on CPU), Hugging Face generate for anything else (other architectures, adapters, "
+        "ZeRO-3); hf: always Hugging Face generate.",
+    )
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the decode step of the auto loop: faster steps after a "
+        "one-off compile (tens of seconds on CPU; the stage log reports it). Worth it for long "
+        "runs, not for short ones.",
+    )
 
 
 class PPOLagParams(CommonParams):
@@ -225,6 +244,14 @@ class PPOLagParams(CommonParams):
     gamma: float = Field(default=1.0, gt=0, le=1)
     gae_lambda: float = Field(default=0.95, ge=0, le=1)
     update_iters: int = Field(default=1, gt=0)
+    reuse_rollout_forward: bool = Field(
+        default=True,
+        description="The first update after each rollout runs at the rollout's weights, so its "
+        "training forwards of the actor and both critics stand in for the rollout's no-grad ones "
+        "(three forward passes fewer; same numbers). Applied only when the networks have no "
+        "dropout; holds the three networks' activations at once (their sum instead of the "
+        "largest), so turn it off when memory is tight.",
+    )
     iterations: int | None = Field(default=None, gt=0, description="Rollout-update iterations.")
     rollout: RolloutParams = Field(default_factory=RolloutParams)
     actor_optim: OptimSpec = Field(default_factory=lambda: OptimSpec(lr=1e-5, weight_decay=0.01))

@@ -1,0 +1,287 @@
+"""A lean sampling loop with a static KV cache for the builtin model families (GPT-2, LLaMA).
+
+Why: at rollout sizes (a batch of 8, one token per step) a decode step is dominated by per-step
+overhead, not by its GEMMs — Hugging Face `generate` rebuilds a 4-D attention mask, grows every
+layer's KV cache by concatenation and walks its generic processor and stopping machinery each
+step. This loop keeps one preallocated key/value buffer per layer (written in place), attends over
+the filled prefix with a padding mask, and runs the model's own modules (its norms, projections,
+MLP, rotary embedding) around that attention; the prompt is prefilled by the model's own forward.
+
+Sampling is Hugging Face's: its own logits-processor classes in its order (repetition penalty,
+min_new_tokens from the model's generation config, temperature, top-p), softmax in float32, one
+`torch.multinomial` draw per step, finished rows continued with the pad token, stop when every
+row has emitted EOS or `max_new_tokens` are reached. Under the same seed it samples the same tokens
+as `generate` (tests/unit/runners/test_fast_decode.py).
+
+`unsupported_reason` says when the loop does not apply — another architecture, non-default
+attention options, adapter / quantisation / sharding modules or hooks (LoRA, ZeRO-3), generation
+settings it does not implement — and `generation.generate` then uses Hugging Face `generate`.
+
+`compile=True` wraps the decode step in `torch.compile` (attention over the whole buffer with a
+mask, so one graph serves every step); the one-off compile time is kept in `compile_seconds()`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# generation_config fields the loop implements or that do not affect sampling
+_GENERATION_FIELDS = frozenset({
+    "bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "use_cache",
+    "output_attentions", "output_hidden_states", "_from_model_config", "transformers_version",
+    "min_new_tokens", "return_dict_in_generate",
+})
+_COMPILE: dict[str, float] = {}
+
+
+def compile_seconds() -> float | None:
+    """Seconds spent compiling decode steps in this process (None when nothing was compiled)."""
+    return _COMPILE.get("seconds")
+
+
+# --- eligibility ------------------------------------------------------------------------------
+
+
+def _allowed_modules(model: nn.Module) -> tuple[str, tuple[type, ...]] | None:
+    """(family, module classes the loop knows) for the supported model classes."""
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM
+    from transformers.activations import ACT2CLS
+
+    common = (nn.ModuleList, nn.Embedding, nn.Dropout, nn.Identity,
+              *{cls if isinstance(cls, type) else cls[0] for cls in ACT2CLS.values()})
+    if type(model) is GPT2LMHeadModel:
+        from transformers.models.gpt2 import modeling_gpt2 as g
+        from transformers.pytorch_utils import Conv1D
+
+        return "gpt2", (*common, GPT2LMHeadModel, g.GPT2Model, g.GPT2Block, g.GPT2Attention,
+                        g.GPT2MLP, Conv1D, nn.LayerNorm, nn.Linear)
+    if type(model) is LlamaForCausalLM:
+        from transformers.models.llama import modeling_llama as m
+
+        return "llama", (*common, LlamaForCausalLM, m.LlamaModel, m.LlamaDecoderLayer,
+                         m.LlamaAttention, m.LlamaMLP, m.LlamaRMSNorm, m.LlamaRotaryEmbedding,
+                         nn.Linear, nn.SiLU)
+    return None
+
+
+def unsupported_reason(model: nn.Module, *, synced_gpus: bool = False) -> str | None:
+    """Why the lean loop cannot sample from `model` (None: it can)."""
+    if synced_gpus:
+        return "synced_gpus (ZeRO-3 shards the weights this loop reads directly)"
+    known = _allowed_modules(model)
+    if known is None:
+        return f"{type(model).__name__} is not a builtin family (GPT-2, LLaMA)"
+    family, allowed = known
+    for name, module in model.named_modules():
+        if type(module) not in allowed:
+            return f"module {name or '<model>'} is a {type(module).__name__} (adapter, " \
+                   "quantisation or other modules the loop does not know)"
+        if module._forward_hooks or module._forward_pre_hooks:
+            return f"module {name or '<model>'} has forward hooks"
+    config = model.config
+    if family == "gpt2" and (not config.scale_attn_weights or config.scale_attn_by_inverse_layer_idx
+                             or config.add_cross_attention or config.reorder_and_upcast_attn):
+        return "GPT-2 attention options other than the defaults"
+    if family == "llama" and getattr(config, "sliding_window", None):
+        return "sliding-window attention"
+    extra = set(model.generation_config.to_diff_dict()) - _GENERATION_FIELDS
+    if extra:
+        return f"generation_config sets {sorted(extra)}"
+    devices = {p.device for p in model.parameters()}
+    if len(devices) != 1:
+        return "parameters on several devices"
+    return None
+
+
+# --- the model side: one decode step over a static cache ---------------------------------------
+
+
+@dataclass
+class StaticCache:
+    keys: list[torch.Tensor]  # per layer (B, H_kv, T, D)
+    values: list[torch.Tensor]  # per layer (B, H_kv, T, D)
+    mask: torch.Tensor  # (B, T) bool, True = a real token (prompt padding False)
+
+
+def _prefill(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+             positions: torch.Tensor, total: int) -> tuple[torch.Tensor, StaticCache]:
+    """The model's own forward over the prompt (B, S); its KV cache copied into buffers of
+    `total` columns. Returns the last position's logits (B, V) and the cache."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                use_cache=True)
+    B, S = input_ids.shape
+    keys, values = [], []
+    for layer in out.past_key_values.layers:
+        k, v = layer.keys, layer.values  # (B, H_kv, S, D)
+        kb = k.new_zeros(B, k.shape[1], total, k.shape[3])
+        vb = v.new_zeros(B, v.shape[1], total, v.shape[3])
+        kb[:, :, :S] = k
+        vb[:, :, :S] = v
+        keys.append(kb)
+        values.append(vb)
+    mask = torch.zeros(B, total, dtype=torch.bool, device=input_ids.device)
+    mask[:, :S] = attention_mask.bool()
+    return out.logits[:, -1], StaticCache(keys, values, mask)
+
+
+def _attend(q: torch.Tensor, cache: StaticCache, layer: int, k: torch.Tensor, v: torch.Tensor,
+            column: torch.Tensor, width: int | None, scaling: float) -> torch.Tensor:
+    """Write k, v (B, H_kv, 1, D) at `column`, attend q (B, H, 1, D) over the first `width`
+    columns (all of them when None: the compiled, fixed-shape form) → (B, H·D)."""
+    keys, values = cache.keys[layer], cache.values[layer]
+    keys.index_copy_(2, column, k)
+    values.index_copy_(2, column, v)
+    mask = cache.mask
+    if width is not None:
+        keys, values, mask = keys[:, :, :width], values[:, :, :width], mask[:, :width]
+    out = F.scaled_dot_product_attention(
+        q, keys, values, attn_mask=mask[:, None, None, :], scale=scaling,
+        enable_gqa=q.shape[1] != keys.shape[1],
+    )  # (B, H, 1, D)
+    return out.reshape(q.shape[0], -1)
+
+
+def _gpt2_step(model, ids, positions, cache, column, width):
+    """GPT-2 for one new token per row: ids, positions (B,) → logits (B, V)."""
+    tr = model.transformer
+    x = tr.drop(tr.wte(ids) + tr.wpe(positions))  # (B, E)
+    for i, block in enumerate(tr.h):
+        attn = block.attn
+        q, k, v = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=-1)
+        shape = (x.shape[0], attn.num_heads, 1, attn.head_dim)
+        a = _attend(q.view(shape[0], shape[1], shape[3]).unsqueeze(2), cache, i,
+                    k.view(shape[0], shape[1], shape[3]).unsqueeze(2),
+                    v.view(shape[0], shape[1], shape[3]).unsqueeze(2), column, width,
+                    attn.scaling)
+        x = x + attn.resid_dropout(attn.c_proj(a))
+        x = x + block.mlp(block.ln_2(x))
+    return model.lm_head(tr.ln_f(x))
+
+
+def _llama_step(model, ids, positions, cache, column, width):
+    """LLaMA for one new token per row: ids, positions (B,) → logits (B, V)."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    core = model.model
+    x = core.embed_tokens(ids)  # (B, E)
+    cos, sin = core.rotary_emb(x, positions[:, None])  # (B, 1, D) each
+    B = x.shape[0]
+    for i, layer in enumerate(core.layers[: model.config.num_hidden_layers]):
+        attn = layer.self_attn
+        h = layer.input_layernorm(x)
+        q = attn.q_proj(h).view(B, -1, 1, attn.head_dim)  # (B, H, 1, D)
+        k = attn.k_proj(h).view(B, -1, 1, attn.head_dim)  # (B, H_kv, 1, D)
+        v = attn.v_proj(h).view(B, -1, 1, attn.head_dim)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        x = x + attn.o_proj(_attend(q, cache, i, k, v, column, width, attn.scaling))
+        x = x + layer.mlp(layer.post_attention_layernorm(x))
+    return model.lm_head(core.norm(x))
+
+
+_STEPS: dict[str, Callable] = {"gpt2": _gpt2_step, "llama": _llama_step}
+
+
+def _step_function(model: nn.Module, compile: bool) -> Callable:
+    family, _ = _allowed_modules(model)  # type: ignore[misc]
+    step = _STEPS[family]
+    if not compile:
+        return step
+    compiled = getattr(model, "_saferlhf_compiled_step", None)
+    if compiled is None:
+        compiled = torch.compile(step, dynamic=False)
+        model._saferlhf_compiled_step = compiled  # one compiled step per model object
+        model._saferlhf_compiled_shapes = set()
+    return compiled
+
+
+COMPILE_BUCKET = 32  # compiled caches are this many columns longer at most: fewer recompiles
+
+
+# --- the sampling loop ------------------------------------------------------------------------
+
+
+def _processors(model, *, repetition_penalty: float, temperature: float, top_p: float,
+                prompt_width: int, eos_token_id: int | None, do_sample: bool):
+    """Hugging Face's logits processors for these settings, in `generate`'s order."""
+    from transformers.generation import logits_process as lp
+
+    out = lp.LogitsProcessorList()
+    if repetition_penalty != 1.0:
+        out.append(lp.RepetitionPenaltyLogitsProcessor(penalty=repetition_penalty))
+    min_new = getattr(model.generation_config, "min_new_tokens", None)
+    if min_new and eos_token_id is not None:
+        out.append(lp.MinNewTokensLengthLogitsProcessor(prompt_width, min_new, eos_token_id))
+    if do_sample:
+        if temperature != 1.0:
+            out.append(lp.TemperatureLogitsWarper(temperature))
+        if top_p < 1.0:
+            out.append(lp.TopPLogitsWarper(top_p=top_p))
+    return out
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    input_ids: torch.Tensor,  # size = (B, S), left-padded
+    attention_mask: torch.Tensor,  # size = (B, S)
+    *,
+    max_new_tokens: int,
+    eos_token_id: int | None,
+    pad_token_id: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    num_return_sequences: int = 1,
+    do_sample: bool = True,
+    compile: bool = False,
+) -> torch.Tensor:  # size = (B·n, S + steps), rows prompt-major like `generate`
+    """Sample responses as Hugging Face `generate(do_sample=…, top_k=0, …)` does (module doc)."""
+    n = num_return_sequences
+    input_ids = input_ids.repeat_interleave(n, dim=0)
+    attention_mask = attention_mask.repeat_interleave(n, dim=0)
+    B, S = input_ids.shape
+    total = S + max_new_tokens
+    if compile:  # one graph per (rows, buffer width): round the width up to a bucket
+        total = -(-total // COMPILE_BUCKET) * COMPILE_BUCKET
+    processors = _processors(model, repetition_penalty=repetition_penalty,
+                             temperature=temperature, top_p=top_p, prompt_width=S,
+                             eos_token_id=eos_token_id, do_sample=do_sample)
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, S)
+    logits, cache = _prefill(model, input_ids, attention_mask, positions, total)
+    step = _step_function(model, compile)
+    sequences = torch.full((B, total), pad_token_id, dtype=input_ids.dtype,
+                           device=input_ids.device)
+    sequences[:, :S] = input_ids
+    unfinished = torch.ones(B, dtype=torch.long, device=input_ids.device)
+    last = positions[:, -1]  # (B,)
+    width = S
+    for t in range(max_new_tokens):
+        scores = processors(sequences[:, :width], logits.to(torch.float32, copy=True))  # (B, V)
+        if do_sample:
+            token = torch.multinomial(F.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        else:
+            token = scores.argmax(dim=-1)
+        if eos_token_id is not None:
+            token = token * unfinished + pad_token_id * (1 - unfinished)
+            unfinished = unfinished & (token != eos_token_id).long()
+        sequences[:, width] = token
+        width += 1
+        if (eos_token_id is not None and not unfinished.any()) or t == max_new_tokens - 1:
+            break
+        cache.mask[:, width - 1] = True
+        last = last + 1
+        column = torch.tensor([width - 1], device=input_ids.device)
+        if compile and (B, total) not in model._saferlhf_compiled_shapes:
+            start = time.perf_counter()  # the first call with a new shape compiles
+            logits = step(model, token, last, cache, column, None)
+            _COMPILE["seconds"] = _COMPILE.get("seconds", 0.0) + time.perf_counter() - start
+            model._saferlhf_compiled_shapes.add((B, total))
+            continue
+        logits = step(model, token, last, cache, column, None if compile else width)
+    return sequences[:, :width]
