@@ -118,6 +118,13 @@ class BackendSpec(Frozen):
     )
     deepspeed: DeepSpeedSpec = Field(default_factory=DeepSpeedSpec)
     gradient_checkpointing: bool = Field(default=False, description="Trade compute for memory.")
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32",
+        description="Plain backend: bf16 runs every forward pass and the rollout sampling under "
+        "torch.autocast(bfloat16) — matrix products in bf16; weights, gradients and optimizer "
+        "state stay fp32. Faster where the hardware has bf16 (CPUs with AMX or AVX-512 BF16; "
+        "CUDA GPUs), slower elsewhere. Under DeepSpeed set deepspeed.precision instead.",
+    )
 
 
 class DistributedSpec(Frozen):

@@ -38,6 +38,7 @@ _GENERATION_FIELDS = frozenset({
     "min_new_tokens", "return_dict_in_generate",
 })
 _COMPILE: dict[str, float] = {}
+STATIC_ROPE = ("default", "linear", "llama3")  # rotary angles that depend on the position only
 
 
 def compile_seconds() -> float | None:
@@ -90,6 +91,9 @@ def unsupported_reason(model: nn.Module, *, synced_gpus: bool = False) -> str | 
         return "GPT-2 attention options other than the defaults"
     if family == "llama" and getattr(config, "sliding_window", None):
         return "sliding-window attention"
+    rope = getattr(getattr(getattr(model, "model", None), "rotary_emb", None), "rope_type", None)
+    if family == "llama" and rope not in STATIC_ROPE:
+        return f"rope type {rope!r} (its angles may depend on the sequence length)"
     extra = set(model.generation_config.to_diff_dict()) - _GENERATION_FIELDS
     if extra:
         return f"generation_config sets {sorted(extra)}"
@@ -104,9 +108,9 @@ def unsupported_reason(model: nn.Module, *, synced_gpus: bool = False) -> str | 
 
 @dataclass
 class StaticCache:
-    keys: list[torch.Tensor]  # per layer (B, H_kv, T, D)
-    values: list[torch.Tensor]  # per layer (B, H_kv, T, D)
-    mask: torch.Tensor  # (B, T) bool, True = a real token (prompt padding False)
+    keys: list[torch.Tensor]  # per layer (B·H_kv, T, D)
+    values: list[torch.Tensor]  # per layer (B·H_kv, T, D)
+    bias: torch.Tensor  # (B·H_kv, 1, T) additive mask: 0 = attend, −inf = padding / not yet
 
 
 def _prefill(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -119,49 +123,60 @@ def _prefill(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
     keys, values = [], []
     for layer in out.past_key_values.layers:
         k, v = layer.keys, layer.values  # (B, H_kv, S, D)
-        kb = k.new_zeros(B, k.shape[1], total, k.shape[3])
-        vb = v.new_zeros(B, v.shape[1], total, v.shape[3])
-        kb[:, :, :S] = k
-        vb[:, :, :S] = v
+        heads, dim = k.shape[1], k.shape[3]
+        kb = k.new_zeros(B * heads, total, dim)
+        vb = v.new_zeros(B * heads, total, dim)
+        kb[:, :S] = k.reshape(B * heads, S, dim)
+        vb[:, :S] = v.reshape(B * heads, S, dim)
         keys.append(kb)
         values.append(vb)
-    mask = torch.zeros(B, total, dtype=torch.bool, device=input_ids.device)
-    mask[:, :S] = attention_mask.bool()
-    return out.logits[:, -1], StaticCache(keys, values, mask)
+    heads = keys[0].shape[0] // B
+    bias = torch.full((B, heads, 1, total), float("-inf"), dtype=keys[0].dtype,
+                      device=input_ids.device)
+    bias[..., :S].masked_fill_(attention_mask.bool()[:, None, None, :], 0.0)
+    return out.logits[:, -1], StaticCache(keys, values, bias.view(B * heads, 1, total))
 
 
 def _attend(q: torch.Tensor, cache: StaticCache, layer: int, k: torch.Tensor, v: torch.Tensor,
-            column: torch.Tensor, width: int | None, scaling: float) -> torch.Tensor:
-    """Write k, v (B, H_kv, 1, D) at `column`, attend q (B, H, 1, D) over the first `width`
-    columns (all of them when None: the compiled, fixed-shape form) → (B, H·D)."""
-    keys, values = cache.keys[layer], cache.values[layer]
-    keys.index_copy_(2, column, k)
-    values.index_copy_(2, column, v)
-    mask = cache.mask
-    if width is not None:
-        keys, values, mask = keys[:, :, :width], values[:, :, :width], mask[:, :width]
-    out = F.scaled_dot_product_attention(
-        q, keys, values, attn_mask=mask[:, None, None, :], scale=scaling,
-        enable_gqa=q.shape[1] != keys.shape[1],
-    )  # (B, H, 1, D)
-    return out.reshape(q.shape[0], -1)
+            column: int | torch.Tensor, width: int, scaling: float) -> torch.Tensor:
+    """Write k, v (B, H_kv, 1, D) at `column` (an int, or a 1-element tensor in the compiled
+    step, so that one graph serves every step); attend q (B, H, 1, D) over the first `width`
+    columns → (B, H·D). Query heads sharing a key/value head (grouped-query attention: head
+    h = kv·G + g, as HF's repeat_kv orders them) are that head's G query rows, so no key or
+    value is ever copied per query head."""
+    B, H, _, D = q.shape
+    keys, values = cache.keys[layer], cache.values[layer]  # (B·H_kv, T, D)
+    kv = keys.shape[0]
+    if isinstance(column, torch.Tensor):
+        keys.index_copy_(1, column, k.reshape(kv, 1, D))
+        values.index_copy_(1, column, v.reshape(kv, 1, D))
+    else:
+        keys[:, column] = k.reshape(kv, D)
+        values[:, column] = v.reshape(kv, D)
+    scores = torch.baddbmm(cache.bias[..., :width], q.reshape(kv, H * B // kv, D),
+                           keys[:, :width].transpose(1, 2), alpha=scaling)  # (B·H_kv, G, W)
+    out = torch.bmm(scores.softmax(dim=-1), values[:, :width])  # (B·H_kv, G, D)
+    return out.view(B, H * D)
 
 
 def _gpt2_step(model, ids, positions, cache, column, width):
-    """GPT-2 for one new token per row: ids, positions (B,) → logits (B, V)."""
+    """GPT-2 for one new token per row: ids, positions (B,) → logits (B, V). The modules'
+    own weights through the functional forms of their forwards (Conv1D: bias + x @ W)."""
     tr = model.transformer
-    x = tr.drop(tr.wte(ids) + tr.wpe(positions))  # (B, E)
+    x = tr.wte(ids) + tr.wpe(positions)  # (B, E); dropout is the identity in eval mode
+    B, E = x.shape
     for i, block in enumerate(tr.h):
-        attn = block.attn
-        q, k, v = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=-1)
-        shape = (x.shape[0], attn.num_heads, 1, attn.head_dim)
-        a = _attend(q.view(shape[0], shape[1], shape[3]).unsqueeze(2), cache, i,
-                    k.view(shape[0], shape[1], shape[3]).unsqueeze(2),
-                    v.view(shape[0], shape[1], shape[3]).unsqueeze(2), column, width,
-                    attn.scaling)
-        x = x + attn.resid_dropout(attn.c_proj(a))
-        x = x + block.mlp(block.ln_2(x))
-    return model.lm_head(tr.ln_f(x))
+        attn, mlp, ln_1, ln_2 = block.attn, block.mlp, block.ln_1, block.ln_2
+        h = F.layer_norm(x, (E,), ln_1.weight, ln_1.bias, ln_1.eps)
+        qkv = torch.addmm(attn.c_attn.bias, h, attn.c_attn.weight)  # (B, 3E)
+        q, k, v = qkv.view(B, 3, attn.num_heads, 1, attn.head_dim).unbind(1)  # (B, H, 1, D)
+        a = _attend(q, cache, i, k, v, column, width, attn.scaling)  # (B, E)
+        x = torch.addmm(attn.c_proj.bias, a, attn.c_proj.weight) + x
+        h = F.layer_norm(x, (E,), ln_2.weight, ln_2.bias, ln_2.eps)
+        h = mlp.act(torch.addmm(mlp.c_fc.bias, h, mlp.c_fc.weight))
+        x = x + torch.addmm(mlp.c_proj.bias, h, mlp.c_proj.weight)
+    x = F.layer_norm(x, (E,), tr.ln_f.weight, tr.ln_f.bias, tr.ln_f.eps)
+    return F.linear(x, model.lm_head.weight, model.lm_head.bias)
 
 
 def _llama_step(model, ids, positions, cache, column, width):
@@ -170,18 +185,44 @@ def _llama_step(model, ids, positions, cache, column, width):
 
     core = model.model
     x = core.embed_tokens(ids)  # (B, E)
-    cos, sin = core.rotary_emb(x, positions[:, None])  # (B, 1, D) each
+    cos, sin = _rotary(model, x, positions)  # (B, 1, D) each
     B = x.shape[0]
     for i, layer in enumerate(core.layers[: model.config.num_hidden_layers]):
-        attn = layer.self_attn
-        h = layer.input_layernorm(x)
-        q = attn.q_proj(h).view(B, -1, 1, attn.head_dim)  # (B, H, 1, D)
-        k = attn.k_proj(h).view(B, -1, 1, attn.head_dim)  # (B, H_kv, 1, D)
-        v = attn.v_proj(h).view(B, -1, 1, attn.head_dim)
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
-        x = x + attn.o_proj(_attend(q, cache, i, k, v, column, width, attn.scaling))
-        x = x + layer.mlp(layer.post_attention_layernorm(x))
-    return model.lm_head(core.norm(x))
+        attn, mlp = layer.self_attn, layer.mlp
+        h = _rms_norm(x, layer.input_layernorm)
+        q = F.linear(h, attn.q_proj.weight, attn.q_proj.bias).view(B, -1, 1, attn.head_dim)
+        k = F.linear(h, attn.k_proj.weight, attn.k_proj.bias).view(B, -1, 1, attn.head_dim)
+        v = F.linear(h, attn.v_proj.weight, attn.v_proj.bias).view(B, -1, 1, attn.head_dim)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)  # q (B, H, 1, D), k (B, H_kv, 1, D)
+        a = _attend(q, cache, i, k, v, column, width, attn.scaling)
+        x = x + F.linear(a, attn.o_proj.weight, attn.o_proj.bias)
+        h = _rms_norm(x, layer.post_attention_layernorm)
+        h = mlp.act_fn(F.linear(h, mlp.gate_proj.weight, mlp.gate_proj.bias)) * F.linear(
+            h, mlp.up_proj.weight, mlp.up_proj.bias)
+        x = x + F.linear(h, mlp.down_proj.weight, mlp.down_proj.bias)
+    return F.linear(_rms_norm(x, core.norm), model.lm_head.weight, model.lm_head.bias)
+
+
+def _rms_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    """LlamaRMSNorm's forward without the module call and, in float32, without its casts."""
+    if x.dtype != torch.float32 or norm.weight.dtype != torch.float32:
+        return norm(x)  # it normalises in float32 and casts back before the weight
+    return norm.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True)
+                                          + norm.variance_epsilon))
+
+
+def _rotary(model, x: torch.Tensor, positions: torch.Tensor):
+    """The rotary embedding's (cos, sin) at `positions` (B,) → (B, 1, D) each, looked up in a
+    table the model's own rotary module computes once per table size (its values at those
+    positions, without recomputing the angles every step)."""
+    size = model.config.max_position_embeddings
+    table = getattr(model, "_saferlhf_rotary", None)
+    if table is None or table[0].dtype != x.dtype or table[0].device != x.device:
+        every = torch.arange(size, device=x.device)[None]  # (1, P)
+        cos, sin = model.model.rotary_emb(x, every)  # (1, P, D) each
+        table = (cos[0], sin[0])
+        model._saferlhf_rotary = table
+    return table[0][positions][:, None], table[1][positions][:, None]
 
 
 _STEPS: dict[str, Callable] = {"gpt2": _gpt2_step, "llama": _llama_step}
@@ -274,14 +315,16 @@ def sample(
         width += 1
         if (eos_token_id is not None and not unfinished.any()) or t == max_new_tokens - 1:
             break
-        cache.mask[:, width - 1] = True
+        cache.bias[:, 0, width - 1] = 0.0  # the new token (pad on finished rows) attends
         last = last + 1
+        if not compile:
+            logits = step(model, token, last, cache, width - 1, width)
+            continue
         column = torch.tensor([width - 1], device=input_ids.device)
-        if compile and (B, total) not in model._saferlhf_compiled_shapes:
-            start = time.perf_counter()  # the first call with a new shape compiles
-            logits = step(model, token, last, cache, column, None)
+        first = (B, total) not in model._saferlhf_compiled_shapes
+        start = time.perf_counter()
+        logits = step(model, token, last, cache, column, total)
+        if first:  # the first call with a new shape compiled it
             _COMPILE["seconds"] = _COMPILE.get("seconds", 0.0) + time.perf_counter() - start
             model._saferlhf_compiled_shapes.add((B, total))
-            continue
-        logits = step(model, token, last, cache, column, None if compile else width)
     return sequences[:, :width]

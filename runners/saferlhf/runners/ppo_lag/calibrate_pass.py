@@ -35,13 +35,15 @@ def calibrate(trainer) -> tuple[Calibration, dict[str, bool]]:
     for start in range(0, len(mine), chunk):
         part = mine[start : start + chunk]
         texts = [r.text for r in part]
-        rollout = generate(
-            nets.actor.bare, nets.tokenizer, texts, max_new_tokens=cfg.rollout.max_new_tokens,
-            temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-            repetition_penalty=cfg.rollout.repetition_penalty, num_return_sequences=per_prompt,
-            synced_gpus=trainer.synced_gpus, max_prompt_tokens=trainer.max_prompt_tokens,
-            decode=cfg.rollout.decode, compile=cfg.rollout.compile,
-        )
+        with nets.actor.sampling_precision():
+            rollout = generate(
+                nets.actor.bare, nets.tokenizer, texts, max_new_tokens=cfg.rollout.max_new_tokens,
+                temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                repetition_penalty=cfg.rollout.repetition_penalty,
+                num_return_sequences=per_prompt, synced_gpus=trainer.synced_gpus,
+                max_prompt_tokens=trainer.max_prompt_tokens, decode=cfg.rollout.decode,
+                compile=cfg.rollout.compile,
+            )
         rows_texts = [t for t in texts for _ in range(per_prompt)]
         scores = nets.scorer(rows_texts, rollout.response_texts, rollout.sequences,
                              rollout.attention_mask)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from saferlhf.runners.common.config import PPOLagConfig
 from saferlhf.runners.common.errors import InvalidInputError
-from saferlhf.runners.ppo_lag.engines import TrainedModel, frozen
+from saferlhf.runners.ppo_lag.engines import TrainedModel, check_precision, frozen
 from saferlhf.runners.ppo_lag.scoring import ModelScorer, OracleScorer, load_score_model
 from saferlhf.runners.ppo_lag.setup import require_path
 
@@ -50,6 +50,11 @@ def build_networks(cfg: PPOLagConfig, total_steps: int) -> Networks:
 
     require_path(cfg.actor_path, "actor_path", "the starting policy folder")
     require_path(cfg.reference_path, "reference_path", "the reference policy folder")
+    if cfg.backend.kind == "deepspeed" and cfg.backend.precision != "fp32":
+        raise InvalidInputError(
+            "backend.precision is the plain backend's; under DeepSpeed set "
+            "backend.deepspeed.precision", field="backend.precision")
+    check_precision(cfg.backend)
     actor_model, tokenizer = load_policy(cfg.actor_path)
     reference_model, _ = load_policy(cfg.reference_path)
     backend = cfg.backend

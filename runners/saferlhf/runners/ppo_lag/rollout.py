@@ -74,7 +74,7 @@ def collect_experience(
     the actor's and critics' when `policy_forwards` is False: see the module doc)."""
     timer = timer or _NullTimer()
     n = rollout_params.num_return_sequences
-    with timer("generate"):
+    with timer("generate"), actor.sampling_precision():
         rollout: Rollout = generate(
             actor.bare, tokenizer, prompts,
             max_new_tokens=rollout_params.max_new_tokens,
