@@ -76,8 +76,8 @@ def test_bf16_losses_are_within_the_stated_tolerance_of_fp32_on_the_same_rollout
 
 
 def test_a_bf16_run_trains_the_actor(models, tmp_path):
-    from safetensors.torch import load_file
     from saferlhf.runners.ppo_lag.train import run
+    from safetensors.torch import load_file
 
     result = run(_config(models, tmp_path / "out", "bf16"), None)
     assert result["global_step"] == 2
