@@ -113,6 +113,15 @@ class _Planner:
     def __init__(self, job: JobSpec, job_id: str, root: str) -> None:
         self.job, self.spec, self.root = job, job.spec, root
         self.stages: dict[str, PlannedStage] = {}
+        # what each spec stage contributes to every round's run, derived once per plan
+        self._derived: dict[tuple[str, int], Any] = {}
+
+    def derived(self, what: str, stage: Any, make: Any) -> Any:
+        """`make(stage)`, computed once per spec stage (a stage runs in every round)."""
+        key = (what, id(stage))
+        if key not in self._derived:
+            self._derived[key] = make(stage)
+        return self._derived[key]
 
     # --- helpers --------------------------------------------------------------------------
     def out_dir(self, r: int, kind: str) -> str:
@@ -131,6 +140,15 @@ class _Planner:
                 update={f: getattr(override, f) for f in override.model_fields_set})
         return Resources(**merged.model_dump())
 
+    def params(self, stage: Any) -> dict[str, Any]:
+        """The stage's runner parameters (a fresh top-level dict: callers replace keys)."""
+        return dict(self.derived("params", stage, _params))
+
+    def retry_policy(self, stage: Any) -> RetryPolicy:
+        retries = (stage.retries if stage is not None and stage.retries else None) \
+            or self.spec.retries
+        return RetryPolicy(**retries.model_dump())
+
     def backend(self, stage: Any) -> BackendSpec:
         defaults = self.spec.defaults
         backend = defaults.backend
@@ -147,12 +165,10 @@ class _Planner:
             inputs: dict[str, Any], depends_on: list[str]) -> str:
         kind = RUNNER_KIND[name]
         stage_id = f"r{r}/{kind}"
-        resources = self.resources(stage)
-        retries = (stage.retries if stage is not None and stage.retries else None) \
-            or self.spec.retries
+        resources = self.derived("resources", stage, self.resources)
         common: dict[str, Any] = dict(
             id=stage_id, round=r, kind=kind, depends_on=tuple(dict.fromkeys(depends_on)),
-            resources=resources, retries=RetryPolicy(**retries.model_dump()),
+            resources=resources, retries=self.derived("retries", stage, self.retry_policy),
             timeout_minutes=(stage.timeout_minutes if stage else None)
             or self.spec.defaults.timeout_minutes,
             stall_minutes=(stage.stall_minutes if stage else None)
@@ -165,7 +181,7 @@ class _Planner:
         output_dir = self.out_dir(r, kind)
         config = render_config(
             kind, params, output_dir=output_dir, seed=derive_seed(self.spec.seed, stage_id),
-            backend=self.backend(stage),
+            backend=self.derived("backend", stage, self.backend),
             distributed=DistributedSpec(nnodes=resources.nodes,
                                         nproc_per_node=resources.nproc_per_node),
             job=self.job.metadata.name, round=r, inputs=inputs)
@@ -175,7 +191,7 @@ class _Planner:
     # --- rounds ---------------------------------------------------------------------------
     def run(self) -> Plan:
         stages = self.spec.stages
-        sft = self.add(1, "sft", stages.sft, _params(stages.sft),
+        sft = self.add(1, "sft", stages.sft, self.params(stages.sft),
                        {"model": self.spec.model.model_dump()}, [])
         policies = [("sft", sft)]
         collected: list[str] = []
@@ -221,7 +237,7 @@ class _Planner:
             default = RewardParams if name == "reward" else CostParams
             params = default(data=labelled).model_dump() if labelled else {}
         else:
-            params = params_of(stage)
+            params = self.params(stage)
             params["data"] = [*stage.data, *labelled]
         return self.add(r, name, stage, params, {"policy_path": self.model_of(sft)},
                         [sft, *collected])
@@ -236,7 +252,7 @@ class _Planner:
             "reward_model_path": self.model_of(scorers["reward"]),
             "cost_model_path": self.model_of(scorers["cost"]),
         }
-        return self.add(r, "ppo_lag", stage, _params(stage), inputs,
+        return self.add(r, "ppo_lag", stage, self.params(stage), inputs,
                         [actor, *scorers.values(), *upstream])
 
     def evaluate(self, r: int, policies: list[tuple[str, str]], scorers: dict[str, str]) -> str:
@@ -247,7 +263,7 @@ class _Planner:
             "reward_model_path": self.model_of(scorers["reward"]),
             "cost_model_path": self.model_of(scorers["cost"]),
         }
-        return self.add(r, "eval", stage, params_of(stage), inputs,
+        return self.add(r, "eval", stage, self.params(stage), inputs,
                         [sid for _, sid in policies] + list(scorers.values()))
 
     def gates(self) -> list[PlannedGate]:
