@@ -2,7 +2,7 @@
 Prints ONE JSON line.
 
     python -m bench.vs_reference [--configs gpt2,llama] [--pairs 5] [--iterations 3]
-                                 [--rows fp32,bf16,compile] [--out docs/results/vs_reference.json]
+                                 [--rows fp32,bf16|all] [--out docs/results/vs_reference.json]
 
 What is compared: one iteration (rollout of a prompt batch, then the PPO-Lag updates) of
 - **reference**: `bench/reference_ppo_lag.py`, a description-level model of the reference's
@@ -10,8 +10,8 @@ What is compared: one iteration (rollout of a prompt batch, then the PPO-Lag upd
   no-grad forward passes, unfused per-tensor AdamW, no reuse, its Python GAE loop; its docstring
   says exactly what it models, and why it errs on the fast side);
 - **ours**: the project's `PPOLagTrainer.run_iteration` with the stage defaults (the fast, safe
-  settings: fused AdamW, rollout forward reuse, the static-cache decode loop; builtin GPT-2 with
-  the fused tanh GELU).
+  settings: fused AdamW, reuse of the rollout's actor/critic forwards by the first update, the
+  static-cache decode loop, response-only logits; builtin GPT-2 with the fused tanh GELU).
 
 Both sides load the same model folders (actor = reference policy, reward and cost models, critics
 initialised from them), draw the same prompts and use the same `PPOLagConfig` hyperparameters.
@@ -28,10 +28,14 @@ processes on a shared machine), and `ratio = reference / ours` (medians of wall 
 median of the per-pair ratios). The ratio is fp32 on both sides; `bf16` is a separate row (ours
 with `precision: bf16` against ours in fp32 and the fp32 reference, never mixed into the ratio),
 `compile` another (ours with `rollout.compile: true`; its one-off compile seconds are reported).
+The `without_*` rows (`--rows all`) are ours with one speed-up turned off each, interleaved in
+the same pairs: `gain_of_the_speed_up` = that row's time / ours. `without_fused_gelu` (GPT-2
+only) runs the same weights with `activation_function: gelu_new`. Rows cost a process per pair
+each: `--rows all --pairs 5` on both configs takes about 20 minutes on a quiet 2-core machine.
 
 Configs: `gpt2` — builtin GPT-2, 4 layers, width 256, 4 heads, vocab 1000, 128 positions;
 `llama` — bench/ppo_step.py's LLaMA (same sizes). Batch 8 prompts, 64 new tokens, one PPO epoch,
-one micro-batch per iteration.
+one micro-batch per iteration. `gpt2-quick` (2 layers, width 64, 16 tokens) is the CI smoke run.
 """
 
 from __future__ import annotations
@@ -50,19 +54,31 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("generate", "score", "reference_log_probs", "values", "actor", "critics")
-CONFIGS = {
-    "gpt2": {"kind": "builtin:tiny-gpt2", "n_layer": 4, "n_embd": 256, "n_head": 4,
-             "vocab_size": 1000, "context": 128},
-    "llama": {"kind": "builtin:tiny-llama", "n_layer": 4, "n_embd": 256, "n_head": 4,
-              "vocab_size": 1000, "context": 128},
+CONFIGS: dict[str, dict[str, Any]] = {  # model sizes, and the response length
+    "gpt2": {"model": {"kind": "builtin:tiny-gpt2", "n_layer": 4, "n_embd": 256, "n_head": 4,
+                       "vocab_size": 1000, "context": 128}, "new_tokens": 64},
+    "llama": {"model": {"kind": "builtin:tiny-llama", "n_layer": 4, "n_embd": 256, "n_head": 4,
+                        "vocab_size": 1000, "context": 128}, "new_tokens": 64},
+    # CI-sized (tests/integration/test_vs_reference_bench.py): a smoke run, not a figure
+    "gpt2-quick": {"model": {"kind": "builtin:tiny-gpt2", "n_layer": 2, "n_embd": 64,
+                             "n_head": 2, "vocab_size": 400, "context": 64}, "new_tokens": 16},
 }
-BATCH, NEW_TOKENS = 8, 64
-# ours per row: stage-config overrides on top of the defaults
+BATCH = 8
+# ours per row: stage-config overrides on top of the defaults. `fp32` is the ratio's; `bf16` and
+# `compile` are extra settings; the `without_*` rows turn one speed-up off each (before/after in
+# the same run); `without_fused_gelu` runs on copies of the models with GPT-2's `gelu_new`.
 ROWS: dict[str, dict[str, Any]] = {
     "fp32": {},
     "bf16": {"backend": {"precision": "bf16"}},
     "compile": {"rollout": {"compile": True}},
+    "without_reuse": {"reuse_rollout_forward": False},
+    "without_fast_decode": {"rollout": {"decode": "hf"}},
+    "without_fused_adamw": {"actor_optim": {"implementation": "for_loop"},
+                            "critic_optim": {"implementation": "for_loop"}},
+    "without_fused_gelu": {},
 }
+ABLATIONS = [r for r in ROWS if r.startswith("without_")]
+DEFAULT_ROWS = "fp32,bf16"
 
 
 class DualTimer:
@@ -98,29 +114,49 @@ class DualTimer:
 
 
 def build_inputs(config: str, workdir: Path) -> dict[str, str]:
-    """Policy, reward and cost model folders for `config`; responses forced to NEW_TOKENS."""
+    """Policy, reward and cost model folders for `config`; responses forced to its length."""
     from saferlhf.runners.ppo_lag.tiny import build_tiny_policy, build_tiny_score_model
     from transformers import GenerationConfig
 
     folder = workdir / config
-    policy = build_tiny_policy(folder / "policy", **CONFIGS[config])
+    policy = build_tiny_policy(folder / "policy", **CONFIGS[config]["model"])
     generation = GenerationConfig.from_pretrained(str(policy))
-    generation.min_new_tokens = NEW_TOKENS  # equal sampled-token counts on both sides
+    generation.min_new_tokens = CONFIGS[config]["new_tokens"]  # equal counts on both sides
     generation.save_pretrained(str(policy))
     rm = build_tiny_score_model(folder / "rm", policy, "reward", seed=1)
     cm = build_tiny_score_model(folder / "cm", policy, "cost", seed=2)
-    return {"policy": str(policy), "rm": str(rm), "cm": str(cm)}
+    inputs = {"config": config, "policy": str(policy), "rm": str(rm), "cm": str(cm)}
+    if CONFIGS[config]["model"]["kind"] == "builtin:tiny-gpt2":  # same weights, `gelu_new`
+        inputs["gelu_new"] = json.dumps(_with_activation(inputs, folder / "gelu_new", "gelu_new"))
+    return inputs
+
+
+def _with_activation(inputs: dict[str, str], root: Path, activation: str) -> dict[str, str]:
+    """Copies of the model folders whose GPT-2 config names another activation function."""
+    import shutil
+
+    out = {"config": inputs["config"]}
+    for name in ("policy", "rm", "cm"):
+        target = root / name
+        shutil.copytree(inputs[name], target)
+        config = json.loads((target / "config.json").read_text())
+        config["activation_function"] = activation
+        (target / "config.json").write_text(json.dumps(config, indent=2))
+        out[name] = str(target)
+    return out
 
 
 def stage_config(inputs: dict[str, str], out: Path, iterations: int, overrides: dict[str, Any]):
     from saferlhf.runners.ppo_lag.tiny import tiny_stage_config
 
-    context = 128
+    config = CONFIGS[inputs["config"]]
+    new_tokens = config["new_tokens"]
     raw: dict[str, Any] = dict(
         reward_source="model", reward_model_path=inputs["rm"], cost_model_path=inputs["cm"],
         iterations=iterations, batch_size=BATCH,
-        rollout={"prompt_batch_size": BATCH, "max_new_tokens": NEW_TOKENS},
-        max_length_tokens=context - NEW_TOKENS, checkpoint_every_steps=100_000,
+        rollout={"prompt_batch_size": BATCH, "max_new_tokens": new_tokens},
+        max_length_tokens=config["model"]["context"] - new_tokens,
+        checkpoint_every_steps=100_000,
     )
     for key, value in overrides.items():
         raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
@@ -140,6 +176,8 @@ def measure(side: str, row: str, inputs: dict[str, str], iterations: int) -> dic
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     warmup = 1
+    if row == "without_fused_gelu":
+        inputs = json.loads(inputs["gelu_new"])
     with tempfile.TemporaryDirectory() as tmp:
         cfg = stage_config(inputs, Path(tmp) / "out", warmup + iterations,
                            ROWS[row] if side == "ours" else {})
@@ -188,7 +226,7 @@ def measure(side: str, row: str, inputs: dict[str, str], iterations: int) -> dic
         "phases": {k: timer.wall.get(k, 0.0) / iterations for k in PHASES},
         "phases_cpu": {k: timer.cpu.get(k, 0.0) / iterations for k in PHASES},
         "warmup_iteration_seconds": warmup_seconds,
-        "sampled_tokens_per_iteration": BATCH * NEW_TOKENS,
+        "sampled_tokens_per_iteration": BATCH * CONFIGS[inputs["config"]]["new_tokens"],
         "counted_response_tokens_per_iteration": statistics.mean(lengths) * BATCH,
     }
     if side == "reference":
@@ -282,6 +320,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def compare(config: str, inputs: dict[str, str], pairs: int, iterations: int,
             rows: list[str]) -> dict[str, Any]:
     """Interleaved pairs: reference vs ours (fp32), then each extra row of ours vs ours fp32."""
+    if "gelu_new" not in inputs:  # not a GPT-2 config: no activation to compare
+        rows = [r for r in rows if r != "without_fused_gelu"]
     sides = ["reference", *(f"ours:{r}" for r in ["fp32", *[r for r in rows if r != "fp32"]])]
     runs: dict[str, list[dict[str, Any]]] = {s: [] for s in sides}
     for i in range(pairs):
@@ -293,7 +333,7 @@ def compare(config: str, inputs: dict[str, str], pairs: int, iterations: int,
     pair_ratios = [r["iteration_seconds"] / o["iteration_seconds"]
                    for r, o in zip(runs["reference"], runs["ours:fp32"], strict=True)]
     result: dict[str, Any] = {
-        "model": CONFIGS[config],
+        "model": CONFIGS[config]["model"], "max_new_tokens": CONFIGS[config]["new_tokens"],
         "ratio": round(ref["iteration_seconds"] / ours["iteration_seconds"], 3),
         "ratio_cpu": round(ref["iteration_cpu_seconds"] / ours["iteration_cpu_seconds"], 3),
         "ratio_median_of_pairs": round(statistics.median(pair_ratios), 3),
@@ -307,10 +347,16 @@ def compare(config: str, inputs: dict[str, str], pairs: int, iterations: int,
         if row == "fp32":
             continue
         figures = summarise(runs[f"ours:{row}"])
-        figures["speedup_vs_ours_fp32"] = round(
-            ours["iteration_seconds"] / figures["iteration_seconds"], 3)
-        figures["speedup_vs_reference_fp32_not_the_ratio"] = round(
-            ref["iteration_seconds"] / figures["iteration_seconds"], 3)
+        if row in ABLATIONS:  # what turning this one speed-up on gains, in the same run
+            figures["gain_of_the_speed_up"] = round(
+                figures["iteration_seconds"] / ours["iteration_seconds"], 3)
+            figures["gain_of_the_speed_up_cpu"] = round(
+                figures["iteration_cpu_seconds"] / ours["iteration_cpu_seconds"], 3)
+        else:
+            figures["speedup_vs_ours_fp32"] = round(
+                ours["iteration_seconds"] / figures["iteration_seconds"], 3)
+            figures["speedup_vs_reference_fp32_not_the_ratio"] = round(
+                ref["iteration_seconds"] / figures["iteration_seconds"], 3)
         result[f"ours_{row}"] = figures
     return result
 
@@ -334,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default="gpt2,llama")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=3, help="measured per process")
-    parser.add_argument("--rows", default="fp32,bf16", help="fp32 (the ratio), bf16, compile")
+    parser.add_argument("--rows", default=DEFAULT_ROWS,
+                        help=f"comma-separated: {', '.join(ROWS)}; `all` = every row "
+                        f"(default {DEFAULT_ROWS}; fp32 is always measured: it is the ratio's)")
     parser.add_argument("--out", help="also write the JSON line here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--row", default="fp32", help=argparse.SUPPRESS)
@@ -347,15 +395,19 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.child, args.row, json.loads(args.inputs),
                                  args.iterations)))
         return 0
-    rows = [r for r in args.rows.split(",") if r]
-    unknown = [r for r in rows if r not in ROWS]
-    if unknown or args.pairs < 1:
-        parser.error(f"unknown rows {unknown} (expected {', '.join(ROWS)}) or --pairs < 1")
+    rows = list(ROWS) if args.rows == "all" else [r for r in args.rows.split(",") if r]
+    configs = [c for c in args.configs.split(",") if c]
+    if any(r not in ROWS for r in rows):
+        parser.error(f"--rows: expected some of {', '.join(ROWS)} (or all), got {args.rows}")
+    if not configs or any(c not in CONFIGS for c in configs):
+        parser.error(f"--configs: expected some of {', '.join(CONFIGS)}, got {args.configs}")
+    if args.pairs < 1 or args.iterations < 1:
+        parser.error("--pairs and --iterations must be at least 1")
     load_start = os.getloadavg()[0]
     started = time.time()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="saferlhf-vsref-") as tmp:
-        for config in args.configs.split(","):
+        for config in configs:
             inputs = build_inputs(config, Path(tmp))
             results[config] = compare(config, inputs, args.pairs, args.iterations, rows)
     line = json.dumps({
@@ -364,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": {c: r["ratio"] for c, r in results.items()},
         "target_ratio": 1.5,
         "configs": results,
-        "settings": {"batch": BATCH, "max_new_tokens": NEW_TOKENS, "update_iters": 1,
+        "settings": {"batch": BATCH, "update_iters": 1,
                      "pairs": args.pairs, "measured_iterations_per_process": args.iterations,
                      "warmup_iterations_per_process": 1},
         "gpu": {"status": "not measured", "reason": "no GPU on the build machines"},
