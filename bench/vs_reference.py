@@ -307,9 +307,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "counted_response_tokens_per_iteration": med(
             [r["counted_response_tokens_per_iteration"] for r in runs]),
     }
-    out["phases"]["other"] = round(out["iteration_seconds"] - sum(out["phases"].values()), 4)
-    out["phases_cpu"]["other"] = round(
-        out["iteration_cpu_seconds"] - sum(out["phases_cpu"].values()), 4)
+    # the rest of each run's iteration (shaping, GAE, λ, metrics), then its median
+    out["phases"]["other"] = med([r["iteration_seconds"] - sum(r["phases"].values())
+                                  for r in runs])
+    out["phases_cpu"]["other"] = med([r["iteration_cpu_seconds"] - sum(r["phases_cpu"].values())
+                                      for r in runs])
     compile_seconds = [r["decode_compile_seconds"] for r in runs
                        if r.get("decode_compile_seconds") is not None]
     if compile_seconds:
@@ -428,7 +430,51 @@ def main(argv: list[str] | None = None) -> int:
     print(line)
     if args.out:
         Path(args.out).write_text(line + "\n")
+        Path(args.out).with_suffix(".md").write_text(markdown(json.loads(line)))
     return 0
+
+
+def markdown(figures: dict[str, Any]) -> str:
+    """The figures as tables (written beside the JSON by --out; nothing typed by hand)."""
+    m, load = figures["machine"], figures["load_average_1min"]
+    out = ["# PPO-Lag iteration: ours vs the reference (bench/vs_reference.py)", "",
+           f"Written by `{figures['command'].strip()}` — {m['cpu']}, {m['cores']} cores, "
+           f"{m['threads']} thread, torch {m['torch']}, AMX {m['amx']}, AVX-512 BF16 "
+           f"{m['avx512_bf16']}; load average {load['start']} at start, {load['end']} at end; "
+           f"{figures['settings']['pairs']} interleaved pairs of fresh processes, "
+           f"{figures['settings']['measured_iterations_per_process']} measured iterations each "
+           f"after one warm-up; medians of wall seconds per iteration. GPU: not measured (none "
+           "on the build machines).", ""]
+    phases = [*PHASES, "other"]
+    for config, run in figures["configs"].items():
+        model = run["model"]
+        out += [f"## {config}: {model['kind']}, {model['n_layer']} layers, width "
+                f"{model['n_embd']}, batch {BATCH}, {run['max_new_tokens']} new tokens", "",
+                f"**ratio (fp32, reference / ours): {run['ratio']}** (CPU seconds: "
+                f"{run['ratio_cpu']}; median of per-pair ratios: {run['ratio_median_of_pairs']};"
+                f" target {figures['target_ratio']}); sampled tokens per iteration equal on "
+                f"both sides: {run['same_sampled_tokens']} "
+                f"({run['ours']['sampled_tokens_per_iteration']}).", "",
+                "| side | s / iteration | CPU s | " + " | ".join(phases) + " | vs ours fp32 |",
+                "|---" * (len(phases) + 4) + "|"]
+        sides = [("reference (fp32)", run["reference"]), ("ours (fp32)", run["ours"])]
+        sides += [(f"ours {k.removeprefix('ours_')}", v) for k, v in run.items()
+                  if k.startswith("ours_")]
+        for name, side in sides:
+            gain = side.get("gain_of_the_speed_up", side.get("speedup_vs_ours_fp32", ""))
+            if "gain_of_the_speed_up" in side:
+                gain = f"{gain}× slower (the speed-up gains {gain}×)"
+            elif gain != "":
+                gain = f"{gain}× faster"
+            out.append(f"| {name} | {side['iteration_seconds']} | "
+                       f"{side['iteration_cpu_seconds']} | "
+                       + " | ".join(str(side["phases"][p]) for p in phases) + f" | {gain} |")
+        compiled = run.get("ours_compile", {}).get("decode_compile_seconds")
+        if compiled is not None:
+            out += ["", f"`rollout.compile`: {compiled} s one-off compile (in the warm-up "
+                    "iteration, not in the figures above)."]
+        out.append("")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -120,10 +120,11 @@ class BackendSpec(Frozen):
     gradient_checkpointing: bool = Field(default=False, description="Trade compute for memory.")
     precision: Literal["fp32", "bf16"] = Field(
         default="fp32",
-        description="Plain backend: bf16 runs every forward pass and the rollout sampling under "
-        "torch.autocast(bfloat16) — matrix products in bf16; weights, gradients and optimizer "
-        "state stay fp32. Faster where the hardware has bf16 (CPUs with AMX or AVX-512 BF16; "
-        "CUDA GPUs), slower elsewhere. Under DeepSpeed set deepspeed.precision instead.",
+        description="Plain backend: bf16 runs every forward pass under torch.autocast(bfloat16) "
+        "— matrix products in bf16; weights, gradients and optimizer state stay fp32 (the "
+        "rollout's sampling too on CPU, where bf16 does not pay at a few rows per step). Faster "
+        "where the hardware has bf16 (CPUs with AMX or AVX-512 BF16; CUDA GPUs), slower "
+        "elsewhere. Under DeepSpeed set deepspeed.precision instead.",
     )
 
 
@@ -218,14 +219,14 @@ class RolloutParams(Frozen):
     decode: Literal["auto", "hf"] = Field(
         default="auto",
         description="auto: the static-KV-cache sampling loop for the builtin families (GPT-2, "
-        "LLaMA; the same tokens as Hugging Face generate under the same seed, about 2× faster "
-        "on CPU), Hugging Face generate for anything else (other architectures, adapters, "
-        "ZeRO-3); hf: always Hugging Face generate.",
+        "LLaMA; the same tokens as Hugging Face generate under the same seed, without its "
+        "per-step overhead), Hugging Face generate for anything else (other architectures, "
+        "adapters, ZeRO-3); hf: always Hugging Face generate.",
     )
     compile: bool = Field(
         default=False,
         description="torch.compile the decode step of the auto loop: faster steps after a "
-        "one-off compile (tens of seconds on CPU; the stage log reports it). Worth it for long "
+        "one-off compile (tens of seconds on CPU, logged to the stage log). Worth it for long "
         "runs, not for short ones.",
     )
 

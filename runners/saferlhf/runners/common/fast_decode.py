@@ -23,6 +23,7 @@ mask, so one graph serves every step); the one-off compile time is kept in `comp
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ _GENERATION_FIELDS = frozenset({
     "output_attentions", "output_hidden_states", "_from_model_config", "transformers_version",
     "min_new_tokens", "return_dict_in_generate",
 })
+log = logging.getLogger(__name__)
 _COMPILE: dict[str, float] = {}
 STATIC_ROPE = ("default", "linear", "llama3")  # rotary angles that depend on the position only
 
@@ -111,6 +113,7 @@ class StaticCache:
     keys: list[torch.Tensor]  # per layer (B·H_kv, T, D)
     values: list[torch.Tensor]  # per layer (B·H_kv, T, D)
     bias: torch.Tensor  # (B·H_kv, 1, T) additive mask: 0 = attend, −inf = padding / not yet
+    fused: list[tuple] | None = None  # per-layer stacked weights (LLaMA: `_llama_fused`)
 
 
 def _prefill(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -180,7 +183,8 @@ def _gpt2_step(model, ids, positions, cache, column, width):
 
 
 def _llama_step(model, ids, positions, cache, column, width):
-    """LLaMA for one new token per row: ids, positions (B,) → logits (B, V)."""
+    """LLaMA for one new token per row: ids, positions (B,) → logits (B, V). Per layer the
+    q/k/v projections run as one matrix product, and gate/up as another (`_llama_fused`)."""
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
     core = model.model
@@ -189,18 +193,38 @@ def _llama_step(model, ids, positions, cache, column, width):
     B = x.shape[0]
     for i, layer in enumerate(core.layers[: model.config.num_hidden_layers]):
         attn, mlp = layer.self_attn, layer.mlp
+        qkv_w, qkv_b, q_size, kv_size, gate_up_w, gate_up_b = cache.fused[i]
         h = _rms_norm(x, layer.input_layernorm)
-        q = F.linear(h, attn.q_proj.weight, attn.q_proj.bias).view(B, -1, 1, attn.head_dim)
-        k = F.linear(h, attn.k_proj.weight, attn.k_proj.bias).view(B, -1, 1, attn.head_dim)
-        v = F.linear(h, attn.v_proj.weight, attn.v_proj.bias).view(B, -1, 1, attn.head_dim)
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)  # q (B, H, 1, D), k (B, H_kv, 1, D)
-        a = _attend(q, cache, i, k, v, column, width, attn.scaling)
+        q, k, v = F.linear(h, qkv_w, qkv_b).split([q_size, kv_size, kv_size], dim=-1)
+        q = q.view(B, -1, 1, attn.head_dim)  # (B, H, 1, D)
+        k = k.view(B, -1, 1, attn.head_dim)  # (B, H_kv, 1, D)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        a = _attend(q, cache, i, k, v.view(B, -1, 1, attn.head_dim), column, width,
+                    attn.scaling)
         x = x + F.linear(a, attn.o_proj.weight, attn.o_proj.bias)
         h = _rms_norm(x, layer.post_attention_layernorm)
-        h = mlp.act_fn(F.linear(h, mlp.gate_proj.weight, mlp.gate_proj.bias)) * F.linear(
-            h, mlp.up_proj.weight, mlp.up_proj.bias)
-        x = x + F.linear(h, mlp.down_proj.weight, mlp.down_proj.bias)
+        gate, up = F.linear(h, gate_up_w, gate_up_b).chunk(2, dim=-1)
+        x = x + F.linear(mlp.act_fn(gate) * up, mlp.down_proj.weight, mlp.down_proj.bias)
     return F.linear(_rms_norm(x, core.norm), model.lm_head.weight, model.lm_head.bias)
+
+
+def _llama_fused(model) -> list[tuple]:
+    """Per layer (qkv weight, qkv bias, q rows, k/v rows, gate·up weight, gate·up bias): the
+    projections that read the same input stacked, once per sampling call (the weights change
+    between rollouts)."""
+    def stacked(*linears):
+        weight = torch.cat([m.weight for m in linears])
+        bias = None if linears[0].bias is None else torch.cat([m.bias for m in linears])
+        return weight, bias
+
+    out = []
+    for layer in model.model.layers[: model.config.num_hidden_layers]:
+        attn, mlp = layer.self_attn, layer.mlp
+        qkv_w, qkv_b = stacked(attn.q_proj, attn.k_proj, attn.v_proj)
+        gate_up_w, gate_up_b = stacked(mlp.gate_proj, mlp.up_proj)
+        out.append((qkv_w, qkv_b, attn.q_proj.out_features, attn.k_proj.out_features,
+                    gate_up_w, gate_up_b))
+    return out
 
 
 def _rms_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
@@ -295,6 +319,8 @@ def sample(
                              eos_token_id=eos_token_id, do_sample=do_sample)
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, S)
     logits, cache = _prefill(model, input_ids, attention_mask, positions, total)
+    if _allowed_modules(model)[0] == "llama":  # type: ignore[index]
+        cache.fused = _llama_fused(model)
     step = _step_function(model, compile)
     sequences = torch.full((B, total), pad_token_id, dtype=input_ids.dtype,
                            device=input_ids.device)
@@ -325,6 +351,9 @@ def sample(
         start = time.perf_counter()
         logits = step(model, token, last, cache, column, total)
         if first:  # the first call with a new shape compiled it
-            _COMPILE["seconds"] = _COMPILE.get("seconds", 0.0) + time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            _COMPILE["seconds"] = _COMPILE.get("seconds", 0.0) + seconds
             model._saferlhf_compiled_shapes.add((B, total))
+            log.info("rollout.compile: compiled the decode step for %d rows × %d cache "
+                     "columns in %.1f s", B, total, seconds)
     return sequences[:, :width]
