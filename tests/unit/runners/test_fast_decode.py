@@ -137,3 +137,16 @@ def test_the_loop_steps_aside_where_it_does_not_apply(tok):
 def test_an_unknown_decode_setting_is_a_clear_error(tok):
     with pytest.raises(ValueError, match="decode must be auto or hf"):
         generate(_model("gpt2", tok), tok, PROMPTS, max_new_tokens=2, decode="fast")
+
+
+@pytest.mark.slow  # torch.compile: about 20 s per family on one CPU thread
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_the_compiled_decode_step_samples_the_same_tokens_and_reports_its_compile_time(
+        tok, family):
+    model = _model(family, tok)
+    before = fast_decode.compile_seconds() or 0.0
+    for seed in range(2):
+        hf = generate(model, tok, PROMPTS, max_new_tokens=12, seed=seed, decode="hf")
+        compiled = generate(model, tok, PROMPTS, max_new_tokens=12, seed=seed, compile=True)
+        assert torch.equal(hf.sequences, compiled.sequences)
+    assert fast_decode.compile_seconds() > before  # compiled once, timed
