@@ -297,7 +297,7 @@ def service_rss_mb(state: Path) -> tuple[float, int]:
     """RSS of `saferlhf serve` over a state dir holding the jobs, after listing all of them."""
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--state-dir", str(state), "--listen",
+        [sys.executable, "-m", "saferlhf.service", "serve", "--state-dir", str(state), "--listen",
          f"127.0.0.1:{port}", "--metrics-address", "127.0.0.1:0"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         env={**os.environ, "OMP_NUM_THREADS": "1"})
