@@ -150,3 +150,11 @@ def test_the_compiled_decode_step_samples_the_same_tokens_and_reports_its_compil
         compiled = generate(model, tok, PROMPTS, max_new_tokens=12, seed=seed, compile=True)
         assert torch.equal(hf.sequences, compiled.sequences)
     assert fast_decode.compile_seconds() > before  # compiled once, timed
+
+
+def test_a_model_in_train_mode_is_left_to_hf_generate(tok):
+    """The loop leaves dropout out, so it only samples from models in eval mode (generate()
+    switches to eval itself)."""
+    model = _model("gpt2", tok).train()
+    assert "train mode" in fast_decode.unsupported_reason(model)
+    assert fast_decode.unsupported_reason(model.eval()) is None

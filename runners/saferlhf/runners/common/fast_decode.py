@@ -4,8 +4,10 @@ Why: at rollout sizes (a batch of 8, one token per step) a decode step is domina
 overhead, not by its GEMMs — Hugging Face `generate` rebuilds a 4-D attention mask, grows every
 layer's KV cache by concatenation and walks its generic processor and stopping machinery each
 step. This loop keeps one preallocated key/value buffer per layer (written in place), attends over
-the filled prefix with a padding mask, and runs the model's own modules (its norms, projections,
-MLP, rotary embedding) around that attention; the prompt is prefilled by the model's own forward.
+the filled prefix with an additive padding mask (query heads that share a key/value head batched
+as its rows), and applies the model's own weights through the functional forms of its modules
+(LLaMA's q/k/v and gate/up projections stacked into one product each, its rotary angles from
+its own rotary module, looked up per position); the prompt is prefilled by the model's forward.
 
 Sampling is Hugging Face's: its own logits-processor classes in its order (repetition penalty,
 min_new_tokens from the model's generation config, temperature, top-p), softmax in float32, one
@@ -77,6 +79,8 @@ def unsupported_reason(model: nn.Module, *, synced_gpus: bool = False) -> str | 
     """Why the lean loop cannot sample from `model` (None: it can)."""
     if synced_gpus:
         return "synced_gpus (ZeRO-3 shards the weights this loop reads directly)"
+    if model.training:
+        return "the model is in train mode (the loop leaves dropout out)"
     known = _allowed_modules(model)
     if known is None:
         return f"{type(model).__name__} is not a builtin family (GPT-2, LLaMA)"
