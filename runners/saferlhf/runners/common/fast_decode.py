@@ -79,11 +79,11 @@ def unsupported_reason(model: nn.Module, *, synced_gpus: bool = False) -> str | 
     """Why the lean loop cannot sample from `model` (None: it can)."""
     if synced_gpus:
         return "synced_gpus (ZeRO-3 shards the weights this loop reads directly)"
-    if model.training:
-        return "the model is in train mode (the loop leaves dropout out)"
     known = _allowed_modules(model)
     if known is None:
         return f"{type(model).__name__} is not a builtin family (GPT-2, LLaMA)"
+    if model.training:
+        return "the model is in train mode (the loop leaves dropout out)"
     family, allowed = known
     for name, module in model.named_modules():
         if type(module) not in allowed:
