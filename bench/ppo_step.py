@@ -10,7 +10,9 @@ the measured ones of
 - iteration_seconds, tokens_per_second (generated response tokens / iteration second);
 - breakdown: seconds per phase — generate, score (RM + CM forwards), reference_log_probs
   (actor + reference forwards), values (both critics' forwards), actor (forward, backward,
-  optimizer step), critics (same for both critics);
+  optimizer step), critics (same for both critics); with the default `reuse_rollout_forward`
+  and one micro-batch per iteration the first update's forwards stand in for the rollout's
+  actor and critic forwards, so `values` is 0 and `reference_log_probs` the reference alone;
 - overhead_ratio = 1 − Σ breakdown / iteration_seconds: the share spent outside model
   forward/backward/optimizer/generate calls (shaping, GAE, λ update, metrics, events, data).
   Target ≤ 0.10 on plain;

@@ -26,7 +26,10 @@ def test_the_quick_ppo_step_bench_prints_one_json_line_of_figures():
     assert "error" not in plain, plain
     assert set(plain["breakdown"]) == {"generate", "score", "reference_log_probs", "values",
                                        "actor", "critics"}
-    assert all(v > 0 for v in plain["breakdown"].values())
+    # one micro-batch per iteration: the first update's critic forwards stand in for the
+    # rollout's (reuse_rollout_forward), so the separate `values` phase takes no time
+    assert plain["breakdown"]["values"] == 0
+    assert all(v > 0 for k, v in plain["breakdown"].items() if k != "values")
     assert sum(plain["breakdown"].values()) <= plain["iteration_seconds"]
     assert 0.0 <= plain["overhead_ratio"] < 1.0
     assert plain["tokens_per_second"] > 0 and plain["peak_rss_mb"] > 0

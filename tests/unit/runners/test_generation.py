@@ -137,3 +137,16 @@ def test_generation_never_runs_past_the_models_positions():
     assert fit_new_tokens(model, prompt_width=20, max_new_tokens=32) == 12
     with pytest.raises(ValueError, match="no room to generate"):
         fit_new_tokens(model, prompt_width=32, max_new_tokens=4)
+
+
+def test_log_probs_from_a_first_action_skip_the_prompt_logits_and_keep_the_values(tiny):
+    """first_action = S − 1 gives the response actions only (HF logits_to_keep), equal to the
+    matching columns of the full computation."""
+    model, tok = tiny
+    out = generate(model, tok, PROMPTS, max_new_tokens=5, seed=2)
+    S = out.prompt_width
+    with torch.no_grad():
+        full = token_log_probs(model, out.sequences, out.attention_mask)  # (B, L-1)
+        response = token_log_probs(model, out.sequences, out.attention_mask, S - 1)
+    assert response.shape == (out.sequences.shape[0], out.sequences.shape[1] - S)
+    torch.testing.assert_close(response, full[:, S - 1:], rtol=1e-5, atol=1e-6)

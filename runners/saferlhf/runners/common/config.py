@@ -132,6 +132,14 @@ class BackendSpec(Frozen):
     )
     deepspeed: DeepSpeedSpec = Field(default_factory=DeepSpeedSpec)
     gradient_checkpointing: bool = Field(default=False, description="Trade compute for memory.")
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32",
+        description="Plain backend: bf16 runs every forward pass under torch.autocast(bfloat16) "
+        "— matrix products in bf16; weights, gradients and optimizer state stay fp32 (the "
+        "rollout's sampling too on CPU, where bf16 does not pay at a few rows per step). Faster "
+        "where the hardware has bf16 (CPUs with AMX or AVX-512 BF16; CUDA GPUs), slower "
+        "elsewhere. Under DeepSpeed set deepspeed.precision instead.",
+    )
 
 
 class DistributedSpec(Frozen):
@@ -148,6 +156,12 @@ class OptimSpec(Frozen):
     warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="Warm-up share of steps.")
     betas: tuple[float, float] = Field(default=(0.9, 0.95), description="Adam betas.")
     grad_clip: float = Field(default=1.0, gt=0, description="Gradient-norm clip.")
+    implementation: Literal["auto", "fused", "foreach", "for_loop"] = Field(
+        default="auto",
+        description="AdamW kernel: auto = fused where the device has it (CPU, CUDA), else "
+        "torch's default; fused / foreach / for_loop force one (for_loop is the per-tensor loop "
+        "torch uses on CPU by default). Same update rule, different speed.",
+    )
 
 
 # LoRA target layers per architecture (`config.model_type`) when `target_modules` is not given:
@@ -323,6 +337,19 @@ class RolloutParams(RolloutEngineSpec):
         description="vllm on GPUs: free the engine's KV cache and offload its weights while the "
         "actor trains (vLLM sleep mode, level 1). vLLM's CPU backend has no sleep mode.",
     )
+    decode: Literal["auto", "hf"] = Field(
+        default="auto",
+        description="auto: the static-KV-cache sampling loop for the builtin families (GPT-2, "
+        "LLaMA; the same tokens as Hugging Face generate under the same seed, without its "
+        "per-step overhead), Hugging Face generate for anything else (other architectures, "
+        "adapters, ZeRO-3); hf: always Hugging Face generate.",
+    )
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the decode step of the auto loop: faster steps after a "
+        "one-off compile (tens of seconds on CPU, logged to the stage log). Worth it for long "
+        "runs, not for short ones.",
+    )
 
 
 class PPOLagParams(CommonParams):
@@ -346,6 +373,14 @@ class PPOLagParams(CommonParams):
     gamma: float = Field(default=1.0, gt=0, le=1)
     gae_lambda: float = Field(default=0.95, ge=0, le=1)
     update_iters: int = Field(default=1, gt=0)
+    reuse_rollout_forward: bool = Field(
+        default=True,
+        description="The first update after each rollout runs at the rollout's weights, so its "
+        "training forwards of the actor and both critics stand in for the rollout's no-grad ones "
+        "(three forward passes fewer; same numbers). Applied only when the networks have no "
+        "dropout; holds the three networks' activations at once (their sum instead of the "
+        "largest), so turn it off when memory is tight.",
+    )
     iterations: int | None = Field(default=None, gt=0, description="Rollout-update iterations.")
     rollout: RolloutParams = Field(default_factory=RolloutParams)
     actor_optim: OptimSpec = Field(default_factory=lambda: OptimSpec(lr=1e-5, weight_decay=0.01))

@@ -162,12 +162,17 @@ def generate(
     do_sample: bool = True,
     synced_gpus: bool = False,
     max_prompt_tokens: int | None = None,
+    decode: str = "auto",
+    compile: bool = False,
 ) -> Rollout:
     """Sample `num_return_sequences` responses per (already templated) prompt.
 
     Rows come out prompt-major: row i·n + j is sample j of prompt i. `seed` makes the draw
     reproducible without touching the global RNG; None uses (and advances) the global torch RNG,
     which is what a resumable trainer wants. `synced_gpus=True` is required under ZeRO-3.
+    `decode`: `auto` samples with the static-cache loop of `fast_decode` where it applies (the
+    builtin families), else with Hugging Face `generate`; `hf` always uses `generate`. `compile`
+    compiles the loop's decode step (fast_decode).
     """
     if not prompts:
         raise ValueError("generate() needs at least one prompt")
@@ -185,7 +190,14 @@ def generate(
     )
     try:
         with _seeded(seed):
-            sequences = model.generate(
+            fast = _sample_fast(
+                model, input_ids, prompt_mask, decode=decode, compile=compile,
+                synced_gpus=synced_gpus, max_new_tokens=max_new_tokens, temperature=temperature,
+                top_p=top_p, repetition_penalty=repetition_penalty,
+                num_return_sequences=num_return_sequences, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id, do_sample=do_sample,
+            )
+            sequences = fast if fast is not None else model.generate(
                 input_ids=input_ids,
                 attention_mask=prompt_mask,
                 max_new_tokens=max_new_tokens,
@@ -214,6 +226,22 @@ def generate(
     return Rollout(sequences, attention_mask, width, texts)
 
 
+def _sample_fast(model, input_ids, prompt_mask, *, decode: str, compile: bool,
+                 synced_gpus: bool, **kwargs) -> torch.Tensor | None:
+    """The static-cache loop's sequences, or None where `generate` must sample instead."""
+    if decode not in ("auto", "hf"):
+        raise ValueError(f"decode must be auto or hf, got {decode!r}")
+    if decode == "hf":
+        return None
+    from saferlhf.runners.common import fast_decode
+
+    reason = fast_decode.unsupported_reason(model, synced_gpus=synced_gpus)
+    if reason is not None:
+        log.debug("decode: Hugging Face generate (%s)", reason)
+        return None
+    return fast_decode.sample(model, input_ids, prompt_mask, compile=compile, **kwargs)
+
+
 def decode_responses(
     tokenizer,
     sequences: torch.Tensor,  # size = (B, L)
@@ -232,18 +260,37 @@ def token_log_probs(
     model,
     sequences: torch.Tensor,  # size = (B, L)
     attention_mask: torch.Tensor,  # size = (B, L)
-) -> torch.Tensor:  # size = (B, L - 1)
-    """ℓ_t = log π(x_{t+1} | x_{≤t}) for every action t (reference §5.3); positions from the mask.
+    first_action: int = 0,
+) -> torch.Tensor:  # size = (B, L - 1 - first_action)
+    """ℓ_t = log π(x_{t+1} | x_{≤t}) for the actions t = first_action … L−2 (reference §5.3);
+    positions from the mask.
 
-    Runs the model (with grad if grad is enabled); a pure gather does the rest.
+    Runs the model (with grad if grad is enabled); a pure gather does the rest. With
+    `first_action` > 0 the LM head and the log-softmax run only from that position on (HF
+    `logits_to_keep`, where the model takes it): the same values, without the prompt's logits.
     """
+    kwargs = {}
+    if first_action > 0 and _takes_logits_to_keep(model):
+        kwargs["logits_to_keep"] = sequences.shape[1] - first_action
     logits = model(
         input_ids=sequences,
         attention_mask=attention_mask,
         position_ids=position_ids_from_mask(attention_mask),
         use_cache=False,
-    ).logits  # (B, L, V)
-    return gather_log_probs(logits[:, :-1].float(), sequences[:, 1:])
+        **kwargs,
+    ).logits  # (B, L or L − first_action, V)
+    logits = logits[:, -(sequences.shape[1] - first_action):]  # positions first_action … L−1
+    return gather_log_probs(logits[:, :-1].float(), sequences[:, first_action + 1 :])
+
+
+def _takes_logits_to_keep(model) -> bool:
+    import inspect
+
+    from saferlhf.runners.common.models import unwrap
+
+    bare = unwrap(model)
+    bare = getattr(bare, "get_base_model", lambda: bare)()  # a PEFT wrapper passes it through
+    return "logits_to_keep" in inspect.signature(bare.forward).parameters
 
 
 def gather_log_probs(

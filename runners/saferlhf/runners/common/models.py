@@ -150,6 +150,10 @@ def _builtin_config(spec: ModelSpec, tokenizer):
             n_layer=spec.n_layer, n_embd=spec.n_embd, n_head=spec.n_head,
             n_positions=spec.max_position_embeddings,
             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # deterministic tiny models
+            # GPT-2's tanh GELU as one fused kernel (`gelu_pytorch_tanh`) instead of the default
+            # `gelu_new`, the same formula as eight Python-level ops (they agree to 2.4e-7 on N(0,1)
+            # inputs); measured 4× faster forward, 2.7× forward+backward at (728, 1024), 1 thread
+            activation_function="gelu_pytorch_tanh",
             **ids,
         )
     from transformers import LlamaConfig

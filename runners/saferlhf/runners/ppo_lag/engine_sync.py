@@ -44,6 +44,7 @@ def make_engine(trainer) -> RolloutEngine:
         cfg.rollout, model=nets.actor.bare, tokenizer=nets.tokenizer, model_path=cfg.actor_path,
         seed=cfg.seed + trainer.dist.rank, synced_gpus=trainer.synced_gpus,
         local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+        precision=nets.actor.sampling_precision,
     )
 
 

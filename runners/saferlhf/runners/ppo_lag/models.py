@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from saferlhf.runners.common.config import PPOLagConfig
 from saferlhf.runners.common.errors import InvalidInputError
-from saferlhf.runners.ppo_lag.engines import TrainedModel, frozen
+from saferlhf.runners.ppo_lag.engines import TrainedModel, check_precision, frozen
 from saferlhf.runners.ppo_lag.scoring import ModelScorer, OracleScorer, load_score_model
 from saferlhf.runners.ppo_lag.setup import require_path
 
@@ -78,6 +78,11 @@ def _actor_and_reference(cfg: PPOLagConfig, total_steps: int):
 def build_networks(cfg: PPOLagConfig, total_steps: int) -> Networks:
     require_path(cfg.actor_path, "actor_path", "the starting policy folder")
     require_path(cfg.reference_path, "reference_path", "the reference policy folder")
+    if cfg.backend.kind == "deepspeed" and cfg.backend.precision != "fp32":
+        raise InvalidInputError(
+            "backend.precision is the plain backend's; under DeepSpeed set "
+            "backend.deepspeed.precision", field="backend.precision")
+    check_precision(cfg.backend)
     actor, reference, tokenizer, actor_base = _actor_and_reference(cfg, total_steps)
     backend = cfg.backend
     mb = cfg.batch_size

@@ -2,6 +2,10 @@
 update needs — old and reference log-probs, both critics' values — computed once, without grad.
 
 Arrays over actions have width T = L − S: action t = S−1 … L−2 emits token t+1 (reference §5.3).
+
+With `policy_forwards=False` the actor's old log-probs and both critics' values are left out
+(None): the first update after the rollout runs the actor and critics at exactly these weights, so
+its training forwards give the same numbers (`step.rl_step_reusing_rollout`).
 """
 
 from __future__ import annotations
@@ -21,12 +25,17 @@ class Experience:
     attention_mask: torch.Tensor  # size = (B, L)
     prompt_width: int  # S
     action_mask: torch.Tensor  # size = (B, T), m_t = attn[t+1]
-    old_log_probs: torch.Tensor  # size = (B, T)
+    old_log_probs: torch.Tensor | None  # size = (B, T); None until the first update (reuse)
     ref_log_probs: torch.Tensor  # size = (B, T)
     rewards: torch.Tensor  # size = (B,), R
     costs: torch.Tensor | None  # size = (B,), C
-    reward_values: torch.Tensor  # size = (B, T)
+    reward_values: torch.Tensor | None  # size = (B, T); None until the first update (reuse)
     cost_values: torch.Tensor | None  # size = (B, T)
+
+    @property
+    def deferred(self) -> bool:
+        """The actor/critic rollout forwards were left to the first update (reuse)."""
+        return self.old_log_probs is None
 
     @property
     def generated_lengths(self) -> torch.Tensor:  # size = (B,)
@@ -59,8 +68,10 @@ def collect_experience(
     engine,  # RolloutEngine: samples (hf: the actor itself; vllm: synced after each update)
     max_prompt_tokens: int | None = None,
     timer=None,
+    policy_forwards: bool = True,
 ) -> Experience:
-    """Roll out `prompts` (templated) and compute every no-grad quantity of the update."""
+    """Roll out `prompts` (templated) and compute every no-grad quantity of the update (without
+    the actor's and critics' when `policy_forwards` is False: see the module doc)."""
     timer = timer or _NullTimer()
     n = rollout_params.num_return_sequences
     with timer("generate"):
@@ -76,11 +87,26 @@ def collect_experience(
     with timer("score"):
         scores = scorer(rows_prompts, rollout.response_texts, seqs, mask)
     rewards = scores.rewards
-    actor.train(False)
+    old_lp = r_values = c_values = None
     with timer("reference_log_probs"):
-        old_lp = action_slice(token_log_probs(actor, seqs, mask), S)
-        ref_lp = action_slice(token_log_probs(reference, seqs, mask), S)
-    actor.train(True)
+        if policy_forwards:
+            actor.train(False)
+            old_lp = token_log_probs(actor, seqs, mask, S - 1)  # (B, T)
+            actor.train(True)
+        ref_lp = token_log_probs(reference, seqs, mask, S - 1)
+    if policy_forwards:
+        r_values, c_values = rollout_values(reward_critic, cost_critic, seqs, mask, S, timer)
+    return Experience(
+        prompts=rows_prompts, is_harmful=rows_harmful, responses=rollout.response_texts,
+        sequences=seqs, attention_mask=mask, prompt_width=S, action_mask=mask[:, S:].float(),
+        old_log_probs=old_lp, ref_log_probs=ref_lp, rewards=rewards, costs=scores.costs,
+        reward_values=r_values, cost_values=c_values,
+    )
+
+
+@torch.no_grad()
+def rollout_values(reward_critic, cost_critic, seqs, mask, S: int, timer):
+    """Both critics' V_t at the rollout (eval mode, no grad): (B, T) each, cost None without."""
     with timer("values"):
         reward_critic.train(False)
         r_values = critic_values(reward_critic, seqs, mask, S)
@@ -90,12 +116,7 @@ def collect_experience(
             cost_critic.train(False)
             c_values = critic_values(cost_critic, seqs, mask, S)
             cost_critic.train(True)
-    return Experience(
-        prompts=rows_prompts, is_harmful=rows_harmful, responses=rollout.response_texts,
-        sequences=seqs, attention_mask=mask, prompt_width=S, action_mask=mask[:, S:].float(),
-        old_log_probs=old_lp, ref_log_probs=ref_lp, rewards=rewards, costs=scores.costs,
-        reward_values=r_values, cost_values=c_values,
-    )
+    return r_values, c_values
 
 
 class _NullTimer:

@@ -18,7 +18,7 @@ from saferlhf.runners.ppo_lag.losses import (
     masked_mean,
     ptx_loss,
 )
-from saferlhf.runners.ppo_lag.rollout import Experience, action_slice, critic_values
+from saferlhf.runners.ppo_lag.rollout import Experience, critic_values
 from saferlhf.runners.ppo_lag.shaping import (
     cost_stream,
     reward_stream,
@@ -60,47 +60,93 @@ def rl_step(
     ptx_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None, timer,
 ) -> dict[str, float]:
     """Actor, reward critic and cost critic updates; returns this rank's metrics."""
-    m, S = exp.action_mask, exp.prompt_width
+    S = exp.prompt_width
     out: dict[str, float] = {}
-
-    # 1. actor: clipped surrogate on Â = (A_r − λ·A_c)/(1+λ) (PPO / shaping: Â = A_r)
     with timer("actor"):
-        if adv.cost_advantages is not None:
-            advantages = lagrangian_advantage(adv.reward_advantages, adv.cost_advantages, lam)
-        else:
-            advantages = adv.reward_advantages
-        log_probs = action_slice(token_log_probs(nets.actor, exp.sequences, exp.attention_mask), S)
-        loss = actor_loss(log_probs, exp.old_log_probs, advantages, m,
-                          clip_range_ratio=cfg.clip_range_ratio)
-        out["train/actor_loss"] = float(loss.detach())
-        out["train/clip_fraction"] = float(
-            clip_fraction(log_probs, exp.old_log_probs, m, clip_range_ratio=cfg.clip_range_ratio)
-        )
-        if ptx_batch is not None:
-            ids, mask, label_mask = ptx_batch
-            ptx = ptx_loss(token_log_probs(nets.actor, ids, mask), label_mask)
-            out["train/ptx_loss"] = float(ptx.detach())
-            # reference §5.7: RL and PTX backwards share one step, each halved by accumulation
-            loss = 0.5 * (loss + cfg.ptx_coeff * ptx)
-        out["train/actor_lr"] = nets.actor.lr  # the rate this step uses
-        nets.actor.backward_step(loss)
-
-    # 2. reward critic, 3. cost critic: clipped value losses
+        log_probs = token_log_probs(nets.actor, exp.sequences, exp.attention_mask, S - 1)
+        actor_update(nets, exp, adv, lam, cfg, log_probs, ptx_batch, out)
     with timer("critics"):
         values = critic_values(nets.reward_critic, exp.sequences, exp.attention_mask, S)
-        r_loss = critic_loss(values, exp.reward_values, adv.reward_returns, m,
-                             clip_range_value=cfg.clip_range_value)
-        out["train/reward_critic_lr"] = nets.reward_critic.lr
-        nets.reward_critic.backward_step(r_loss)
-        out["train/reward_critic_loss"] = float(r_loss.detach())
+        critic_update(nets.reward_critic, "reward", values, exp.reward_values,
+                      adv.reward_returns, exp, cfg, out)
         if nets.cost_critic is not None and adv.cost_returns is not None:
             values = critic_values(nets.cost_critic, exp.sequences, exp.attention_mask, S)
-            c_loss = critic_loss(values, exp.cost_values, adv.cost_returns, m,
-                                 clip_range_value=cfg.clip_range_value)
-            out["train/cost_critic_lr"] = nets.cost_critic.lr
-            nets.cost_critic.backward_step(c_loss)
-            out["train/cost_critic_loss"] = float(c_loss.detach())
+            critic_update(nets.cost_critic, "cost", values, exp.cost_values, adv.cost_returns,
+                          exp, cfg, out)
     return out
+
+
+def rl_step_reusing_rollout(
+    nets, exp: Experience, lam: float, cfg: PPOLagConfig, *,
+    ptx_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None, timer,
+) -> tuple[dict[str, float], Advantages]:
+    """`rl_step` on experience whose actor/critic rollout forwards were deferred
+    (`exp.deferred`): the first update after a rollout runs at the rollout's weights, so with no
+    dropout its training forwards *are* those forwards. Their detached outputs become
+    old log-probs and old values (filled into `exp` for later update iters), the advantages are
+    computed from them, and the update proceeds as in `rl_step` — with ratio ρ = 1 and clipped
+    values equal to the values, exactly as the separate forwards would give.
+
+    Costs three forward passes less than collect + `rl_step`; holds the actor's and both critics'
+    activations at once (their sum instead of the largest)."""
+    assert exp.deferred, "rl_step_reusing_rollout needs experience without policy forwards"
+    S = exp.prompt_width
+    out: dict[str, float] = {}
+    with timer("critics"):
+        r_values = critic_values(nets.reward_critic, exp.sequences, exp.attention_mask, S)
+        c_values = None
+        if nets.cost_critic is not None:
+            c_values = critic_values(nets.cost_critic, exp.sequences, exp.attention_mask, S)
+    with timer("actor"):
+        log_probs = token_log_probs(nets.actor, exp.sequences, exp.attention_mask, S - 1)
+        exp.old_log_probs = log_probs.detach()
+        exp.reward_values = r_values.detach()
+        exp.cost_values = c_values.detach() if c_values is not None else None
+        adv = compute_advantages(exp, cfg)
+        actor_update(nets, exp, adv, lam, cfg, log_probs, ptx_batch, out)
+    with timer("critics"):
+        critic_update(nets.reward_critic, "reward", r_values, exp.reward_values,
+                      adv.reward_returns, exp, cfg, out)
+        if c_values is not None and adv.cost_returns is not None:
+            critic_update(nets.cost_critic, "cost", c_values, exp.cost_values, adv.cost_returns,
+                          exp, cfg, out)
+    return out, adv
+
+
+def actor_update(nets, exp: Experience, adv: Advantages, lam: float, cfg: PPOLagConfig,
+                 log_probs: torch.Tensor,  # size = (B, T), with grad
+                 ptx_batch, out: dict[str, float]) -> None:
+    """Clipped surrogate on Â = (A_r − λ·A_c)/(1+λ) (PPO / shaping: Â = A_r), backward + step."""
+    m = exp.action_mask
+    if adv.cost_advantages is not None:
+        advantages = lagrangian_advantage(adv.reward_advantages, adv.cost_advantages, lam)
+    else:
+        advantages = adv.reward_advantages
+    loss = actor_loss(log_probs, exp.old_log_probs, advantages, m,
+                      clip_range_ratio=cfg.clip_range_ratio)
+    out["train/actor_loss"] = float(loss.detach())
+    out["train/clip_fraction"] = float(
+        clip_fraction(log_probs, exp.old_log_probs, m, clip_range_ratio=cfg.clip_range_ratio)
+    )
+    if ptx_batch is not None:
+        ids, mask, label_mask = ptx_batch
+        ptx = ptx_loss(token_log_probs(nets.actor, ids, mask), label_mask)
+        out["train/ptx_loss"] = float(ptx.detach())
+        # reference §5.7: RL and PTX backwards share one step, each halved by accumulation
+        loss = 0.5 * (loss + cfg.ptx_coeff * ptx)
+    out["train/actor_lr"] = nets.actor.lr  # the rate this step uses
+    nets.actor.backward_step(loss)
+
+
+def critic_update(critic, name: str, values: torch.Tensor,  # size = (B, T), with grad
+                  old_values: torch.Tensor, returns: torch.Tensor,  # size = (B, T) each
+                  exp: Experience, cfg: PPOLagConfig, out: dict[str, float]) -> None:
+    """Clipped value loss of one critic (`name`: reward | cost), backward + step."""
+    loss = critic_loss(values, old_values, returns, exp.action_mask,
+                       clip_range_value=cfg.clip_range_value)
+    out[f"train/{name}_critic_lr"] = critic.lr
+    critic.backward_step(loss)
+    out[f"train/{name}_critic_loss"] = float(loss.detach())
 
 
 @torch.no_grad()

@@ -52,7 +52,12 @@ from saferlhf.runners.ppo_lag.setup import (
     load_prompt_rows,
     make_schedule,
 )
-from saferlhf.runners.ppo_lag.step import compute_advantages, rl_step, rollout_metrics
+from saferlhf.runners.ppo_lag.step import (
+    compute_advantages,
+    rl_step,
+    rl_step_reusing_rollout,
+    rollout_metrics,
+)
 from saferlhf.runners.ppo_lag.timing import PhaseTimer
 
 log = logging.getLogger(__name__)
@@ -108,6 +113,7 @@ class PPOLagTrainer:
         self.log_lora()
         self.max_prompt_tokens = prompt_budget(self.cfg, self.nets.actor.bare.config)
         self.engine = make_engine(self)
+        self.reuse = self.cfg.reuse_rollout_forward and self.reuse_allowed()
         if self.cfg.ptx_data:
             from saferlhf.runners.ppo_lag.ptx import load_ptx
 
@@ -124,6 +130,19 @@ class PPOLagTrainer:
             self.sink.log(f"actor: {describe(nets.actor.bare)}; reference = {reference}")
         if self.cfg.critic_lora is not None:
             self.sink.log(f"reward critic: {describe(nets.reward_critic.bare)}")
+
+    def reuse_allowed(self) -> bool:
+        """reuse_rollout_forward needs dropout-free actor and critics (ppo_lag/reuse.py)."""
+        from saferlhf.runners.ppo_lag.reuse import reuse_possible
+
+        nets = self.nets
+        critics = [c.bare if c is not None else None for c in (nets.reward_critic,
+                                                              nets.cost_critic)]
+        if reuse_possible(nets.actor.bare, *critics):
+            return True
+        self.sink.log("reuse_rollout_forward is on but the actor or a critic has dropout: the "
+                      "rollout's forwards are computed separately", level="info")
+        return False
 
     @property
     def synced_gpus(self) -> bool:
@@ -185,6 +204,9 @@ class PPOLagTrainer:
                 prompts=[r.text for r in part], is_harmful=[r.is_harmful for r in part],
                 rollout_params=cfg.rollout, engine=self.engine,
                 max_prompt_tokens=self.max_prompt_tokens, timer=self.timer,
+                # the first micro-batch is trained first, at the rollout's weights: its actor
+                # and critic forwards can wait for the update (reuse_rollout_forward)
+                policy_forwards=not (self.reuse and start == 0),
             )
             if exp.costs is not None:
                 self.window.extend(self.scoped_costs(exp))
@@ -192,12 +214,18 @@ class PPOLagTrainer:
         self.engine.sleep()  # frees the engine's KV cache while the actor trains (GPU only)
         if not st.vacuous_checked:
             self.check_vacuous(batch)
-        advantages = [compute_advantages(exp, cfg) for exp in batch]
+        advantages = [None if exp.deferred else compute_advantages(exp, cfg) for exp in batch]
         for _ in range(cfg.update_iters):
-            for exp, adv in zip(batch, advantages, strict=True):
+            for i, exp in enumerate(batch):
                 lam = self.lagrange_update()
                 ptx = self.ptx_batch() if self.ptx else None
-                metrics = rl_step(nets, exp, adv, lam, cfg, ptx_batch=ptx, timer=self.timer)
+                adv = advantages[i]
+                if adv is None:
+                    metrics, adv = rl_step_reusing_rollout(nets, exp, lam, cfg, ptx_batch=ptx,
+                                                           timer=self.timer)
+                    advantages[i] = adv
+                else:
+                    metrics = rl_step(nets, exp, adv, lam, cfg, ptx_batch=ptx, timer=self.timer)
                 metrics.update(rollout_metrics(exp, adv, cfg))
                 st.global_step += 1
                 self.emit_step(metrics, exp)

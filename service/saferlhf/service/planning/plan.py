@@ -140,6 +140,15 @@ class _Planner:
         self.job, self.spec, self.root = job, job.spec, root
         self.stages: dict[str, PlannedStage] = {}
         self.extra_gates: list[PlannedGate] = []  # the escalation gate
+        # what each spec stage contributes to every round's run, derived once per plan
+        self._derived: dict[tuple[str, int], Any] = {}
+
+    def derived(self, what: str, stage: Any, make: Any) -> Any:
+        """`make(stage)`, computed once per spec stage (a stage runs in every round)."""
+        key = (what, id(stage))
+        if key not in self._derived:
+            self._derived[key] = make(stage)
+        return self._derived[key]
 
     # --- helpers --------------------------------------------------------------------------
     def out_dir(self, r: int, name: str) -> str:
@@ -153,6 +162,15 @@ class _Planner:
     def resources(self, stage: Any) -> Resources:
         return effective_resources(self.job, stage)
 
+    def params(self, stage: Any) -> dict[str, Any]:
+        """The stage's runner parameters (a fresh top-level dict: callers replace keys)."""
+        return dict(self.derived("params", stage, _params))
+
+    def retry_policy(self, stage: Any) -> RetryPolicy:
+        retries = (stage.retries if stage is not None and stage.retries else None) \
+            or self.spec.retries
+        return RetryPolicy(**retries.model_dump())
+
     def backend(self, stage: Any) -> BackendSpec:
         return effective_backend(self.job, stage)
 
@@ -161,12 +179,10 @@ class _Planner:
         """Plan one stage `r<r>/<kind><suffix>` (a suffix tells two stages of one kind apart)."""
         kind = RUNNER_KIND[name]
         stage_id = f"r{r}/{kind}{suffix}"
-        resources = self.resources(stage)
-        retries = (stage.retries if stage is not None and stage.retries else None) \
-            or self.spec.retries
+        resources = self.derived("resources", stage, self.resources)
         common: dict[str, Any] = dict(
             id=stage_id, round=r, kind=kind, depends_on=tuple(dict.fromkeys(depends_on)),
-            resources=resources, retries=RetryPolicy(**retries.model_dump()),
+            resources=resources, retries=self.derived("retries", stage, self.retry_policy),
             timeout_minutes=(stage.timeout_minutes if stage else None)
             or self.spec.defaults.timeout_minutes,
             stall_minutes=(stage.stall_minutes if stage else None)
@@ -179,7 +195,7 @@ class _Planner:
         output_dir = self.out_dir(r, kind + suffix)
         config = render_config(
             kind, params, output_dir=output_dir, seed=derive_seed(self.spec.seed, stage_id),
-            backend=self.backend(stage),
+            backend=self.derived("backend", stage, self.backend),
             distributed=DistributedSpec(nnodes=resources.nodes,
                                         nproc_per_node=resources.nproc_per_node),
             job=self.job.metadata.name, round=r, inputs=inputs)
@@ -189,7 +205,7 @@ class _Planner:
     # --- rounds ---------------------------------------------------------------------------
     def run(self) -> Plan:
         stages = self.spec.stages
-        sft = self.add(1, "sft", stages.sft, _params(stages.sft),
+        sft = self.add(1, "sft", stages.sft, self.params(stages.sft),
                        {"model": self.spec.model.model_dump()}, [])
         offline = offline_stage(stages)
         if offline is not None:
@@ -269,7 +285,7 @@ class _Planner:
             default = RewardParams if name == "reward" else CostParams
             params = default(data=labelled).model_dump() if labelled else {}
         else:
-            params = params_of(stage)
+            params = self.params(stage)
             params["data"] = [*stage.data, *labelled]
         return self.add(r, name, stage, params, {"policy_path": self.model_of(sft)},
                         [sft, *collected, *(extra or [])])
@@ -284,7 +300,7 @@ class _Planner:
             "reward_model_path": self.model_of(scorers["reward"]),
             "cost_model_path": self.model_of(scorers["cost"]),
         }
-        return self.add(r, "ppo_lag", stage, _params(stage), inputs,
+        return self.add(r, "ppo_lag", stage, self.params(stage), inputs,
                         [actor, *scorers.values(), *upstream])
 
     def evaluate(self, r: int, policies: list[tuple[str, str]], scorers: dict[str, str] | None,
@@ -292,7 +308,7 @@ class _Planner:
         """An eval stage over `policies`; without score models (`scorers` None: the offline
         forms before any RM/CM exists) the cost_model judge is left out."""
         stage = self.spec.stages.eval
-        params = params_of(stage)
+        params = self.params(stage)
         inputs: dict[str, Any] = {
             # round: the report's row — 0 = the starting model, then each version in order
             "policies": [PolicyVersion(name=name, path=self.model_of(sid), round=i).model_dump()

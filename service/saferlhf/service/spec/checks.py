@@ -332,6 +332,11 @@ def _backend_conflicts(job: JobSpec, at: Any) -> list[FieldViolation]:
                 and "kind" in backend.model_fields_set and backend.kind == "plain":
             out.append(at((*loc, "deepspeed"), "`deepspeed:` selects the DeepSpeed backend, but "
                           "backend.kind is plain; drop one of them"))
+        if backend is not None and backend.precision != "fp32" and (
+                holder.deepspeed is not None or backend.kind == "deepspeed"):
+            out.append(at((*loc, "backend", "precision"), "backend.precision is the plain "
+                          "backend's; under DeepSpeed set deepspeed.precision (e.g. "
+                          "`deepspeed: {precision: bf16}`)"))
     return out
 
 

@@ -4,6 +4,7 @@ yaml's composed node tree, so each spec error can name its line. Duplicate keys 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import yaml
@@ -11,7 +12,30 @@ from saferlhf.service.errors import FieldViolation
 
 Loc = tuple[str | int, ...]
 MAX_VALUES = 20_000
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # same safe semantics, 10× faster in C
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # same safe semantics, 10× faster
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc,valid-type]
+    """The safe loader with its tag resolution memoised: libyaml's composer calls PyYAML's
+    Python resolver back for every node, and resolution is a pure function of (node kind,
+    value, implicit flags) while no path resolvers are registered. Specs repeat most scalars."""
+
+    _tags: dict[tuple[Any, Any, Any], str] = {}
+    MAX_TAGS = 10_000
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if self.yaml_path_resolvers:  # resolution depends on the path: no memo
+            return str(super().resolve(kind, value, implicit))
+        key = (kind, value, implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = str(super().resolve(kind, value, implicit))
+            if len(self._tags) < self.MAX_TAGS:
+                self._tags[key] = tag
+        return tag
+
+
+_LOADER = _Loader
 
 
 def node_lines(node: yaml.Node | None) -> tuple[dict[Loc, int], list[FieldViolation]]:
@@ -80,6 +104,27 @@ def line_of(lines: dict[Loc, int], loc: Loc) -> int | None:
 
 
 _STR, _SEQ, _MAP, _MERGE = (f"tag:yaml.org,2002:{t}" for t in ("str", "seq", "map", "merge"))
+_INT, _FLOAT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("int", "float", "bool", "null"))
+_PLAIN_FLOAT = frozenset("0123456789.+-eE")
+
+
+def _scalar(node: yaml.ScalarNode, loader: Any) -> Any:
+    """A scalar's value as the safe constructor builds it; the common forms of int, float, bool
+    and null directly (the rest — octal, hex, sexagesimal, underscores, .inf, timestamps … — by
+    the constructor itself)."""
+    tag, value = node.tag, node.value
+    if tag == _STR:
+        return value
+    digits = value[1:] if value[:1] in ("+", "-") else value
+    if tag == _INT and digits.isdigit() and (digits == "0" or digits[0] != "0"):  # not octal
+        return int(value)
+    if tag == _FLOAT and _PLAIN_FLOAT.issuperset(value):
+        return float(value)
+    if tag == _BOOL:
+        return loader.bool_values[value.lower()]
+    if tag == _NULL:
+        return None
+    return loader.construct_object(node, deep=True)
 
 
 def _construct(node: yaml.Node, loader: Any, memo: dict[int, Any]) -> Any:
@@ -93,7 +138,7 @@ def _construct(node: yaml.Node, loader: Any, memo: dict[int, Any]) -> Any:
     if key in memo:
         return memo[key]
     if isinstance(node, yaml.ScalarNode):
-        value = node.value if node.tag == _STR else loader.construct_object(node, deep=True)
+        value = _scalar(node, loader)
     elif isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
         value = memo[key] = []
         value.extend(_construct(item, loader, memo) for item in node.value)
@@ -115,27 +160,32 @@ def _construct(node: yaml.Node, loader: Any, memo: dict[int, Any]) -> Any:
 
 
 def spec_project(text: str) -> str | None:
-    """`metadata.project` of a spec, read from the node tree alone (no value construction), or
-    None where the text is not a mapping with a string there."""
-    loader = _LOADER(text)
-    try:
-        node = loader.get_single_node()
-    except (yaml.YAMLError, RecursionError):
+    """`metadata.project` of a spec, or None where the text is not a mapping with a non-empty
+    string there. The servicer asks before it authorises; the parse is kept for the `load_spec`
+    that follows on this thread with the same text (`parse_yaml`), so a request parses once."""
+    data, _, violations = _parse(text)
+    _last.parse = (text, (data, _, violations))
+    if any(v.field == "<document>" for v in violations) or not isinstance(data, dict):
         return None
-    finally:
-        loader.dispose()
-    for parent in ("metadata", "project"):
-        if not isinstance(node, yaml.MappingNode):
-            return None
-        node = next((v for k, v in node.value
-                     if isinstance(k, yaml.ScalarNode) and k.value == parent), None)
-    if isinstance(node, yaml.ScalarNode) and node.tag == _STR and node.value:
-        return str(node.value)
-    return None
+    metadata = data.get("metadata")
+    project = metadata.get("project") if isinstance(metadata, dict) else None
+    return project if isinstance(project, str) and project else None
+
+
+_last = threading.local()  # this thread's parse kept by spec_project for its load_spec
 
 
 def parse_yaml(text: str) -> tuple[Any, dict[Loc, int], list[FieldViolation]]:
-    """Parse one YAML document → (data, lines, violations); data is None on a syntax error."""
+    """Parse one YAML document → (data, lines, violations); data is None on a syntax error.
+    The caller owns the result (load_spec rewrites paths in it)."""
+    kept = getattr(_last, "parse", None)
+    _last.parse = None
+    if kept is not None and kept[0] == text:  # spec_project's parse, handed over (once)
+        return kept[1]
+    return _parse(text)
+
+
+def _parse(text: str) -> tuple[Any, dict[Loc, int], list[FieldViolation]]:
     loader = _LOADER(text)
     try:
         node = loader.get_single_node()  # parse once (libyaml when present), keep the node tree

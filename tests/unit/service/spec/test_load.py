@@ -260,6 +260,13 @@ def test_deepspeed_shortcut_conflicting_with_a_plain_backend_is_rejected() -> No
     assert "spec.defaults.deepspeed" in violations(to_yaml(doc))
 
 
+def test_bf16_precision_is_the_plain_backends_and_points_deepspeed_users_to_theirs() -> None:
+    assert load_spec(to_yaml(spec_dict(defaults={"backend": {"precision": "bf16"}})))
+    doc = spec_dict(defaults={"backend": {"precision": "bf16"}, "deepspeed": {"zero_stage": 2}})
+    description, _ = violations(to_yaml(doc))["spec.defaults.backend.precision"]
+    assert "deepspeed.precision" in description
+
+
 def test_a_dumped_spec_loads_back_to_the_same_spec() -> None:
     job = load_spec(to_yaml(spec_dict()))
     again = load_spec(yaml.safe_dump(job.model_dump(mode="json")))

@@ -56,3 +56,37 @@ def test_the_project_is_read_from_the_node_tree_without_building_values() -> Non
     assert spec_project("metadata: [1]\n") is None
     assert spec_project("{unclosed\n") is None
     assert spec_project("- a list\n") is None
+
+
+def test_the_servicers_project_lookup_hands_its_parse_to_the_load_that_follows() -> None:
+    """spec_project then parse_yaml of the same text on one thread parse once (the second call
+    gets the first's result); a different text, or a second call, parses anew."""
+    from saferlhf.service.spec import yamlmap
+
+    text = "metadata: {name: a, project: vision}\nspec: {x: [1, 2]}\n"
+    calls = []
+    real = yamlmap._parse
+    yamlmap._parse = lambda t: calls.append(t) or real(t)  # type: ignore[assignment]
+    try:
+        assert spec_project(text) == "vision"
+        first = parse_yaml(text)
+        second = parse_yaml(text)
+        assert spec_project(text) == "vision"
+        other = parse_yaml("metadata: {project: other}\n")
+    finally:
+        yamlmap._parse = real  # type: ignore[assignment]
+    assert calls == [text, text, text, "metadata: {project: other}\n"]
+    assert first[0] == second[0] == yaml.safe_load(text) and first[0] is not second[0]
+    assert other[0] == {"metadata": {"project": "other"}}
+
+
+def test_memoised_tag_resolution_resolves_like_pyyaml() -> None:
+    from saferlhf.service.spec.yamlmap import _Loader
+
+    text = "a: 1\nb: '1'\nc: 1.5\nd: yes\ne: ~\nf: 0o17\ng: 2026-01-01\nh: [1, '1']\n"
+    for _ in range(2):  # the second pass answers from the memo
+        loader = _Loader(text)
+        try:
+            assert loader.get_single_data() == yaml.safe_load(text)
+        finally:
+            loader.dispose()

@@ -9,6 +9,8 @@ engine samples (PPO-Lag syncs the actor first thing; `policy_engine` syncs here)
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,15 +33,19 @@ def build_engine(
     seed: int = 0,
     synced_gpus: bool = False,
     local_world_size: int = 1,
+    precision: Callable[[], contextlib.AbstractContextManager] | None = None,
     field: str = "rollout.engine",
 ) -> RolloutEngine:
-    """`hf`: `generate` on `model` (required). `vllm`: an engine started from the policy folder
-    `model_path` (or, for a LoRA adapter folder, its plain base: sync before sampling), in the
-    dtype of `model`'s weights when a model is given, else float32."""
+    """`hf`: `generate` on `model` (required), with the spec's sampling loop (`decode`,
+    `compile`: PPO-Lag's rollout settings) inside `precision`. `vllm`: an engine started from
+    the policy folder `model_path` (or, for a LoRA adapter folder, its plain base: sync before
+    sampling), in the dtype of `model`'s weights when a model is given, else float32."""
     if spec.engine == "hf":
         if model is None:
             raise ValueError("engine hf samples from a loaded model; pass model=")
-        return HFEngine(model, tokenizer, synced_gpus=synced_gpus)
+        return HFEngine(model, tokenizer, synced_gpus=synced_gpus,
+                        decode=getattr(spec, "decode", "auto"),
+                        compile=getattr(spec, "compile", False), precision=precision)
     from saferlhf.runners.common.rollout_engine.vllm_engine import VLLMEngine
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
