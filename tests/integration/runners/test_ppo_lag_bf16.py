@@ -12,6 +12,7 @@ import copy
 import pytest
 import torch
 from saferlhf.runners.common.generation import token_log_probs
+from saferlhf.runners.common.rollout_engine.hf import HFEngine
 from saferlhf.runners.ppo_lag.models import build_networks
 from saferlhf.runners.ppo_lag.rollout import collect_experience, rollout_values
 from saferlhf.runners.ppo_lag.setup import load_prompt_rows
@@ -67,7 +68,9 @@ def test_bf16_losses_are_within_the_stated_tolerance_of_fp32_on_the_same_rollout
                 actor=nets.actor, reference=nets.reference, reward_critic=nets.reward_critic,
                 cost_critic=nets.cost_critic, scorer=nets.scorer, tokenizer=nets.tokenizer,
                 prompts=[r.text for r in rows], is_harmful=[None] * len(rows),
-                rollout_params=cfg.rollout)
+                rollout_params=cfg.rollout,
+                engine=HFEngine(nets.actor.bare, nets.tokenizer,
+                                precision=nets.actor.sampling_precision))
         losses[precision] = _losses(nets, exp, cfg)
     for key in LOSSES:
         full, half = losses["fp32"][key], losses["bf16"][key]

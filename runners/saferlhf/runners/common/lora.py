@@ -171,6 +171,11 @@ class AdapterDisabled:
     def parameters(self) -> Iterator[nn.Parameter]:
         return self.peft_model.parameters()
 
+    @property
+    def module(self) -> nn.Module:
+        """What a forward runs (`models.unwrap` descends through it to the bare model)."""
+        return self.call
+
 
 # --------------------------------------------------------------------------------------------
 # Merged weights for an inference engine
