@@ -69,6 +69,7 @@ class LoopState:
     guards: GuardState = field(default_factory=GuardState)
     vacuous_checked: bool = False
     last_metrics: dict[str, float] = field(default_factory=dict)
+    samples: int = 0  # prompts this rank rolled out, over every resume (the completion check)
 
 
 class PPOLagTrainer:
@@ -168,6 +169,7 @@ class PPOLagTrainer:
             if exp.costs is not None:
                 self.window.extend(self.scoped_costs(exp))
             batch.append(exp)
+            st.samples += len(part)
         if not st.vacuous_checked:
             self.check_vacuous(batch)
         advantages = [compute_advantages(exp, cfg) for exp in batch]
@@ -302,6 +304,7 @@ class PPOLagTrainer:
     def finish(self) -> dict[str, Any]:
         from saferlhf.runners.common.models import save_model
 
+        checkpointing.check_complete(self)
         nets = self.nets
         full = nets.actor.full_state_dict()
         save_model(nets.actor.bare, nets.tokenizer, self.output_dir / "model", state_dict=full)
