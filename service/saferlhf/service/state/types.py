@@ -56,6 +56,7 @@ class FailureClass(enum.StrEnum):
     UNSCHEDULABLE = "UNSCHEDULABLE"
     IMAGE_PULL = "IMAGE_PULL"  # permanent until the spec changes
     DEADLINE = "DEADLINE"
+    STORAGE = "STORAGE"  # exit 74: outputs cannot be written (disk full, read-only): retried
     UNKNOWN = "UNKNOWN"
 
     @property
