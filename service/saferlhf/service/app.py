@@ -27,6 +27,7 @@ from saferlhf.service.errors import (
     ServiceError,
     SpecError,
     Unauthenticated,
+    Unavailable,
 )
 from saferlhf.service.events import EventIngestor, JobNotifier, updates_after
 from saferlhf.service.execution.base import Executor
@@ -103,9 +104,18 @@ class App:
         self._thread.start()
 
     def _loop(self) -> None:
+        store_down = False
         while not self._stopping.is_set():
             try:
                 self.scheduler.tick()
+                if store_down:
+                    log.warning("the store is back: reconciling again")
+                store_down = False
+            except Unavailable as exc:  # the database restarts: said once, not every tick
+                if not store_down:
+                    log.warning("reconcile paused while the store is unavailable: %s",
+                                exc.message)
+                store_down = True
             except Exception:
                 log.exception("reconcile tick failed")
             self._wake.wait(self.settings.reconcile_interval_seconds)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from saferlhf.service.errors import Unavailable
 from saferlhf.service.events import EventIngestor
 from saferlhf.service.execution.base import Executor, LaunchSpec, RunState, RunStatus
 from saferlhf.service.scheduler import gates as gate_rules
@@ -132,6 +133,8 @@ class Scheduler:
             for job in jobs:
                 try:
                     self._reconcile(job, now)
+                except Unavailable:
+                    raise  # the store is away: no job can move; the next tick tries again
                 except Exception:  # one broken job must not stop the others
                     log.exception("reconciling job %s failed", job.id)
             self._launch_ready(now)
