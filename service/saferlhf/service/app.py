@@ -208,11 +208,17 @@ class App:
 
     # ---- watch ------------------------------------------------------------------------------
     def watch_job(self, job_id: str, *, after_cursor: int = 0) -> Iterator[WatchUpdate]:
-        self.store.get_job(job_id)  # NotFound before the stream starts
+        last = self.store.max_cursor(job_id)  # NotFound before the stream starts
+        if after_cursor > last:
+            # A cursor this job never gave out: following from it would silently skip the
+            # updates between its last cursor and this one as they happen.
+            raise SpecError([FieldViolation(
+                "after_cursor", f"expected at most {last} (the job's last cursor), got "
+                f"{after_cursor}; resume with the cursor of the last update received")])
         return self._watch(job_id, after_cursor)
 
     def _watch(self, job_id: str, cursor: int) -> Iterator[WatchUpdate]:
-        while True:
+        while not self.notifier.closed:  # shutting down: the store may be closing too
             version = self.notifier.version(job_id)
             updates = self.updates_after(job_id, cursor)
             for update in updates:

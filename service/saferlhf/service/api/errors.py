@@ -36,17 +36,38 @@ def _reason(error: ServiceError) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).upper()
 
 
+# A status travels in trailing metadata (grpc-message, and grpc-status-details-bin again with
+# the message and every violation); clients refuse metadata over 16 KiB (grpc's default), and then
+# see RESOURCE_EXHAUSTED instead of the error. Messages echo what the caller sent (a 100 KB job id,
+# a huge spec value), so every part is clipped to keep a status well under that.
+MAX_MESSAGE_CHARS = 2000
+MAX_VIOLATIONS = 20
+MAX_FIELD_CHARS = 120
+MAX_DESCRIPTION_CHARS = 240
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 30] + f"… ({len(text)} characters)"
+
+
 def to_status(error: ServiceError) -> status_pb2.Status:
-    """A google.rpc.Status with ErrorInfo, plus BadRequest field violations for a SpecError."""
+    """A google.rpc.Status with ErrorInfo, plus BadRequest field violations for a SpecError
+    (at most MAX_VIOLATIONS, each clipped; the message says how many there were)."""
     code = grpc_code(error)
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=error.message)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name),
+                               message=clip(error.message, MAX_MESSAGE_CHARS))
     info = error_details_pb2.ErrorInfo(reason=_reason(error), domain=DOMAIN)
     status.details.add().Pack(info)
     if isinstance(error, SpecError):
         bad = error_details_pb2.BadRequest()
-        for v in error.violations:
+        for v in error.violations[:MAX_VIOLATIONS]:
             description = v.description + (f" (line {v.line})" if v.line else "")
-            bad.field_violations.add(field=v.field, description=description)
+            bad.field_violations.add(field=clip(v.field, MAX_FIELD_CHARS),
+                                     description=clip(description, MAX_DESCRIPTION_CHARS))
+        if len(error.violations) > MAX_VIOLATIONS:
+            bad.field_violations.add(
+                field="(more)", description=f"{len(error.violations) - MAX_VIOLATIONS} more "
+                f"violations not shown; fix these first")
         status.details.add().Pack(bad)
     return status
 
