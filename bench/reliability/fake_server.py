@@ -32,14 +32,15 @@ class RecordingExecutor:
     name = "fake"
 
     def __init__(self, info: Path, port: int) -> None:
-        self.info, self.port = info, port
+        self.info, self.port, self.metrics_port = info, port, 0
         self.tokens: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
         self.write()
 
     def write(self) -> None:
         tmp = self.info.with_name(self.info.name + ".tmp")
-        tmp.write_text(json.dumps({"port": self.port, "attempts": self.tokens}))
+        tmp.write_text(json.dumps({"port": self.port, "metrics_port": self.metrics_port,
+                                   "attempts": self.tokens}))
         os.replace(tmp, self.info)
 
     def submit(self, spec: LaunchSpec) -> str:
@@ -96,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     app.set_events_address(f"127.0.0.1:{port}")
     server.start()
     app.start()
+    from saferlhf.service.metrics import serve_metrics
+
+    metrics_server, _ = serve_metrics(registry, "127.0.0.1:0")
+    executor.metrics_port = metrics_server.server_port
     executor.port = port
     executor.write()
     logging.getLogger(__name__).info("fake-executor service on 127.0.0.1:%d", port)
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     app.stop()  # wakes the watchers, which end; then the store closes under nobody
     time.sleep(0.5)
     app.store.close()
+    metrics_server.shutdown()
     return 0
 
 

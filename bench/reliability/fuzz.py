@@ -45,7 +45,8 @@ class FakeServer:
     """bench/reliability/fake_server.py as a subprocess (log in `root/server.log`)."""
 
     def __init__(self, root: Path, *, tokens_file: Path | None = None,
-                 tls: tuple[Path, Path, Path | None] | None = None) -> None:
+                 tls: tuple[Path, Path, Path | None] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.info = self.root / "info.json"
@@ -62,7 +63,7 @@ class FakeServer:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                          env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
                                               "OMP_NUM_THREADS": "1",
-                                              "PYTHONPATH": str(ROOT)})
+                                              "PYTHONPATH": str(ROOT), **(env or {})})
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -427,9 +428,10 @@ def _short(request: Any) -> str:
     return text[:200] + (f"… ({len(text)} chars)" if len(text) > 200 else "")
 
 
-def run_fuzz(root: Path, n: int, *, seed: int = 0, log: Any = None) -> dict[str, Any]:
+def run_fuzz(root: Path, n: int, *, seed: int = 0, log: Any = None,
+             env: dict[str, str] | None = None) -> dict[str, Any]:
     """n requests against a fresh fake-executor server; the figures and any bad answers."""
-    server = FakeServer(root)
+    server = FakeServer(root, env=env)
     fuzzer = Fuzzer(server.address, server)
     started = time.monotonic()
     rss: dict[str, float] = {}

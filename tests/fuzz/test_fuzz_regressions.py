@@ -64,3 +64,32 @@ def test_a_watch_ends_without_touching_the_store_once_the_app_stops(tmp_path):
     app.stop()
     app.store.close()
     assert list(stream) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_nan_metric_is_stored_not_an_internal_error(tmp_path, backend, request):
+    """A runner whose loss went NaN: SQLite turned NaN into NULL, the NOT NULL latest_metrics
+    column refused the batch (INTERNAL to the stream) and the gap fill of the finished attempt
+    raised on every tick, so the job never ended."""
+    import math
+
+    from saferlhf.service.state.types import AttemptState, JobState
+
+    from tests.unit.service.scheduler.helpers import make_app
+
+    settings = {}
+    if backend == "postgres":
+        settings["database_url"] = request.getfixturevalue("pg_server").fresh_database()
+    app, ex, _ = make_app(tmp_path, **settings)
+    add_job(app, tmp_path)
+    app.scheduler.tick()
+    run = ex.run_of("r1/sft")
+    token = run.spec.env["SAFERLHF_STAGE_TOKEN"]
+    streamed = ex.emit("r1/sft", "metrics", step=1, values={"train/loss": float("nan")})
+    assert app.report_events(run.spec.attempt_id, token, [streamed]) == 1
+    ex.emit("r1/sft", "metrics", step=2, values={"train/loss": float("nan"), "x": 1.0})
+    ex.finish("r1/sft", 0, result={"train/loss": float("nan")})
+    app.scheduler.tick()  # the gap fill reads the NaN event from events.jsonl
+    assert app.store.get_stage("j-1", "r1/sft").state == AttemptState.SUCCEEDED
+    assert math.isnan(app.store.latest_metrics("j-1")["r1/sft"]["train/loss"])
+    assert app.store.get_job("j-1").state == JobState.RUNNING

@@ -79,7 +79,8 @@ class App:
                 stall_minutes=settings.stall_minutes,
                 cancel_grace_seconds=settings.cancel_grace_seconds,
                 runner_env={"HF_HUB_OFFLINE": "1",
-                            "OMP_NUM_THREADS": str(settings.runner_omp_threads)},
+                            "OMP_NUM_THREADS": str(settings.runner_omp_threads),
+                            **runner_tls_env(settings)},
                 image=settings.kubernetes_image,
             ),
             metrics=self.metrics, events_address=lambda: self._events_address,
@@ -379,6 +380,19 @@ class App:
         job = self.store.get_job(attempt.job_id)
         stage = self.store.get_stage(attempt.job_id, attempt.stage_id)
         return len(self.ingestor.ingest(job, stage, attempt, events, "stream"))
+
+
+def runner_tls_env(settings: Settings) -> dict[str, str]:
+    """What local runners need to stream events to a TLS (or mutual-TLS) service: the CA that
+    signed its certificate and, under mutual TLS, their client certificate. (Kubernetes stage
+    pods get the CA from a Secret instead: executor.stagePods.eventsCaSecret.)"""
+    if settings.executor != "local" or not settings.tls_cert:
+        return {}
+    env = {"SAFERLHF_EVENTS_CA": str(Path(settings.tls_ca or settings.tls_cert).resolve())}
+    if settings.runner_tls_cert and settings.runner_tls_key:
+        env["SAFERLHF_EVENTS_CERT"] = str(Path(settings.runner_tls_cert).resolve())
+        env["SAFERLHF_EVENTS_KEY"] = str(Path(settings.runner_tls_key).resolve())
+    return env
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
