@@ -260,6 +260,27 @@ def events(seqs: st.SearchStrategy[int]) -> st.SearchStrategy[list]:
         lambda es: es + es + list(reversed(es))))  # duplicated and out of order
 
 
+def well_formed_events() -> st.SearchStrategy[list[tuple[int, str]]]:
+    """(type, payload) of events whose envelope is valid (the seqs are filled in fresh), so that
+    only the payload is fuzzed and ingestion, the store and the gauges see it."""
+    progress = st.fixed_dictionaries({
+        "step": st.one_of(NUMBERS, st.text(max_size=5), st.just(10**400), st.none()),
+        "total_steps": st.one_of(NUMBERS, st.text(min_size=1, max_size=5), st.just("0.0"),
+                                 st.just(10**400), st.lists(st.integers(), max_size=2)),
+    }).map(lambda d: json.dumps(d, allow_nan=True))
+    metrics = st.fixed_dictionaries({
+        "step": st.one_of(st.integers(0, 10**6), NUMBERS, st.just(10**400)),
+        "values": st.dictionaries(st.sampled_from(["train/lambda", "train/episode_cost",
+                                                   "train/reward", "eval/harmful_rate/x",
+                                                   "eval/accuracy", "x" * 300]),
+                                  st.one_of(NUMBERS, st.just(10**400), st.text(max_size=3)),
+                                  max_size=4),
+    }).map(lambda d: json.dumps(d, allow_nan=True))
+    one = st.one_of(st.tuples(st.integers(1, 6), event_payload()),
+                    st.tuples(st.just(2), progress), st.tuples(st.sampled_from([1, 5]), metrics))
+    return st.lists(one, min_size=1, max_size=6)
+
+
 # ---- requests ---------------------------------------------------------------------------------
 
 
@@ -283,6 +304,7 @@ class Fuzzer:
         self.metadata = metadata
         self.known = Known()
         self.outcome = Outcome()
+        self.next_seq: dict[str, int] = {}  # per attempt: the next seq never sent
 
     def record(self, rpc: str, code: grpc.StatusCode, what: str) -> None:
         self.outcome.requests += 1
@@ -410,9 +432,15 @@ class Fuzzer:
         else:
             token = "" if which == 5 else garbage
         seqs = st.one_of(st.integers(1, 50), st.integers(-2**63, 2**63 - 1))
-        batch = data.draw(st.one_of(events(seqs), st.just("huge")))
+        batch = data.draw(st.one_of(events(seqs), st.just("huge"), well_formed_events()),
+                          label="events")
         if batch == "huge":
             batch = [pb.Event(seq=i + 1, type=1, payload_json="{}") for i in range(10_001)]
+        elif batch and isinstance(batch[0], tuple):  # fresh seqs: the payloads reach ingestion
+            start = self.next_seq.get(attempt_id, 1)
+            batch = [pb.Event(seq=start + i, attempt=1, time="2026-11-27T10:00:00Z", type=t,
+                              payload_json=payload) for i, (t, payload) in enumerate(batch)]
+            self.next_seq[attempt_id] = start + len(batch)
         metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.unary("ReportEvents", self.runner,
                    rpb.ReportEventsRequest(attempt_id=attempt_id, events=batch), metadata)

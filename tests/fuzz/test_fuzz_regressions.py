@@ -25,7 +25,7 @@ def test_an_error_that_echoes_a_100_kb_id_still_reaches_the_client(served):
     with pytest.raises(grpc.RpcError) as err:
         served.jobs.GetJob(api.GetJobRequest(job_id="x" * 100_000), timeout=30)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND, err.value.details()
-    assert len(err.value.details()) <= 2000 and "characters)" in err.value.details()
+    assert len(err.value.details()) <= 1000 and "characters)" in err.value.details()
 
 
 def test_a_spec_with_thousands_of_violations_answers_the_first_ones(served):
@@ -36,7 +36,7 @@ def test_a_spec_with_thousands_of_violations_answers_the_first_ones(served):
                               timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
     violations = field_violations(err.value)
-    assert 1 < len(violations) <= 21
+    assert 1 < len(violations) <= 21 and violations[-1][0] == "(more)"
     assert all(len(f) <= 120 and len(d) <= 240 for f, d in violations)
 
 
@@ -93,3 +93,53 @@ def test_a_nan_metric_is_stored_not_an_internal_error(tmp_path, backend, request
     assert app.store.get_stage("j-1", "r1/sft").state == AttemptState.SUCCEEDED
     assert math.isnan(app.store.latest_metrics("j-1")["r1/sft"]["train/loss"])
     assert app.store.get_job("j-1").state == JobState.RUNNING
+
+
+@pytest.mark.parametrize(("event", "field"), [
+    ({"type": "progress", "step": 1, "total_steps": "abc"}, "events[0].total_steps"),
+    ({"type": "progress", "step": "x", "total_steps": 3}, "events[0].step"),
+    ({"type": "progress", "step": 1, "total_steps": 0.0}, "events[0].total_steps"),
+    ({"type": "progress", "step": 10**400, "total_steps": 5}, "events[0].step"),
+    ({"type": "metrics", "step": [1], "values": {"train/loss": 1.0}}, "events[0].step"),
+])
+def test_runner_events_with_unusable_numbers_are_invalid_argument_and_not_stored(
+        tmp_path, event, field):
+    """These raised ValueError / ZeroDivisionError / OverflowError (INTERNAL) after the batch was
+    already stored, skipping the attempt's liveness and progress updates."""
+    from saferlhf.service.errors import SpecError
+
+    from tests.unit.service.scheduler.helpers import make_app
+
+    app, ex, _ = make_app(tmp_path)
+    add_job(app, tmp_path)
+    app.scheduler.tick()
+    run = ex.run_of("r1/sft")
+    with pytest.raises(SpecError) as err:
+        app.report_events(run.spec.attempt_id, run.spec.env["SAFERLHF_STAGE_TOKEN"],
+                          [{"seq": 1, "attempt": 1, "time": "t", **event}])
+    assert field in [v.field for v in err.value.violations]
+    assert app.store.attempt_events(run.spec.attempt_id) == []
+
+
+def test_an_int_beyond_float_range_in_metric_values_is_stored_and_ignored_as_a_metric(tmp_path):
+    from tests.unit.service.scheduler.helpers import make_app
+
+    app, ex, _ = make_app(tmp_path)
+    add_job(app, tmp_path)
+    app.scheduler.tick()
+    run = ex.run_of("r1/sft")
+    assert app.report_events(run.spec.attempt_id, run.spec.env["SAFERLHF_STAGE_TOKEN"], [
+        {"seq": 1, "attempt": 1, "time": "t", "type": "metrics", "step": 1,
+         "values": {"train/lambda": 10**400, "train/loss": 0.5}}]) == 1
+    assert app.store.latest_metrics("j-1")["r1/sft"] == {"train/loss": 0.5}
+
+
+def test_every_error_status_fits_the_clients_metadata_limit():
+    """Whatever the error holds, both trailers stay under gRPC's 8 KiB soft limit."""
+    from saferlhf.service.api.errors import TRAILER_BUDGET_BYTES, _wire_bytes, to_status
+    from saferlhf.service.errors import FieldViolation, NotFound, SpecError
+
+    huge = SpecError([FieldViolation("f" * 500 + str(i), "é" * 2000) for i in range(500)],
+                     "ü" * 50_000)
+    for error in (huge, NotFound("job " + "x" * 100_000 + " not found")):
+        assert _wire_bytes(to_status(error)) <= TRAILER_BUDGET_BYTES < 8192
