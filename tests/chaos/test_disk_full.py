@@ -13,9 +13,8 @@ from saferlhf.service.execution.base import LaunchSpec, RunState
 from saferlhf.service.execution.local import LocalExecutor
 from saferlhf.service.state.types import FailureClass
 
-from tests.chaos.runner_faults import run, same_outcome, sft_config
+from bench.reliability.resume import run, same_outcome, sft_config, stage_env
 from tests.chaos.tmpfs import fill, remount, small_tmpfs
-from tests.integration.runners._stages import stage_env
 
 
 def _launch(ex: LocalExecutor, cfg: dict, attempt: int) -> str:

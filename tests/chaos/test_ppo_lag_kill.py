@@ -11,7 +11,7 @@ import pytest
 from saferlhf.runners.common.errors import EXIT_TRANSIENT
 from saferlhf.runners.ppo_lag.tiny import build_tiny_policy, tiny_stage_config
 
-from tests.chaos.runner_faults import KILL_ENV, kill_when, run, same_outcome
+from bench.reliability.resume import KILL_ENV, kill_when, run, same_outcome
 
 # 4 iterations × 2 micro-batches = 8 steps; window 6 < 8 rollouts, so the restored window matters
 COMMON = {"iterations": 4, "batch_size": 4, "episode_cost_window_size": 6, "threshold": -1.2,

@@ -17,16 +17,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.chaos.runner_faults import (
+from bench.reliability.resume import (
     KILL_ENV,
+    POINTS,
     kill_when,
     result,
     run,
     same_outcome,
     sft_config,
 )
-
-POINTS = ("started", "state_written", "manifest_written", "renamed", "marked")
 
 
 @pytest.fixture(scope="module")
