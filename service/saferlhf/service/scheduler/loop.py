@@ -282,7 +282,8 @@ class Scheduler:
         """Finish what a service killed between two writes left half-done (scheduler.repair)."""
         if job.state not in (JobState.RUNNING, JobState.PAUSED):
             return False
-        fixes = repairs(stages, attempts, self.store.list_gates(job.id))
+        done = any(s.state in (AttemptState.SUCCEEDED, AttemptState.SKIPPED) for s in stages)
+        fixes = repairs(stages, attempts, self.store.list_gates(job.id) if done else [])
         for fix in fixes:
             stage, attempt = fix.stage, fix.attempt
             log.warning("job %s: repairing %s of %s after an interrupted update (%s)", job.id,
