@@ -28,7 +28,8 @@ from saferlhf.v1 import resources_pb2 as pb
 from saferlhf.v1 import runner_service_pb2 as rpb
 from saferlhf.v1 import runner_service_pb2_grpc as rpb_grpc
 
-from bench.reliability.fuzz import QUICKSTART, FakeServer
+from bench.reliability.fuzz import FakeServer
+from bench.reliability.strategies import QUICKSTART
 
 C = grpc.StatusCode
 PROJECT_A, PROJECT_B = "team-a", "team-b"

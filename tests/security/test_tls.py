@@ -20,7 +20,8 @@ from saferlhf.v1 import job_service_pb2 as api
 from saferlhf.v1 import job_service_pb2_grpc as api_grpc
 
 from bench.reliability.certs import Authority
-from bench.reliability.fuzz import QUICKSTART, FakeServer
+from bench.reliability.fuzz import FakeServer
+from bench.reliability.strategies import QUICKSTART
 from tests.tools import ROOT
 
 
