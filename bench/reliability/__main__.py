@@ -106,7 +106,9 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "fuzz_requests": f.get("requests"), "fuzz_codes": f.get("codes"),
         "fuzz_internal_or_unknown": f.get("internal_or_unknown"),
         "auth_cells_passed": [a.get("cells_passed"), a.get("cells")],
-        "suites_passed": {s: v["passed"] for s, v in results.get("suites", {}).items()},
+        "kills_after_the_job_had_ended": k.get("kills_after_the_job_had_ended"),
+        "suites_passed": {s: v["passed"] for s, v in results.get("suites", {}).items()
+                          if s != "measured"},
     }
 
 
@@ -119,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="1 kill, 300 fuzzed requests")
     parser.add_argument("--write", action="store_true", help=f"merge into {RESULTS}")
+    parser.add_argument("--merge", metavar="JSON", help="run nothing: write the sections of a "
+                        "previous run's output (what it printed) into the results file")
     args = parser.parse_args(argv)
     if args.quick:
         args.kills, args.fuzz = 1, 300
@@ -130,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.ERROR)
     results: dict[str, Any] = {}
+    if args.merge:
+        lines = [line for line in Path(args.merge).read_text().splitlines()
+                 if line.startswith("{")]
+        results = json.loads(lines[-1])
+        sections, args.write = [], True
     with tempfile.TemporaryDirectory(prefix="saferlhf-reliability-") as tmp:
         for name in sections:
             load = os.getloadavg()[0]
@@ -144,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                 "quick": args.quick,
             }
             results[name] = section
-    print(json.dumps(results, sort_keys=True))
+    if not args.merge:
+        print(json.dumps(results, sort_keys=True))
     if args.write:
         previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         merged = {**previous.get("sections", {}), **results}

@@ -3,8 +3,9 @@ killed with SIGKILL at a moment of the job's life and restarted on the same stat
 (its runners go on meanwhile); the job must still finish, with every runner event stored once.
 
 Moments are spread uniformly over the life of an uninterrupted run (stratified: trial i of N is
-killed at a uniform random time in [i, i+1)·D/N, D the baseline's duration), so every stage and
-every hand-over between stages gets its share of kills.
+killed at a uniform random fraction in [i, i+1)/N of D, D the job's length re-estimated after every
+trial), so every stage and every hand-over between stages gets its share of kills. A kill that
+comes after its job ended is recorded and drawn again earlier: it is not a kill trial.
 """
 
 from __future__ import annotations
@@ -90,12 +91,6 @@ def run_job(root: Path, *, spec: str = CHAOS_JOB, kill_after: float | None = Non
     }
 
 
-def kill_moments(duration: float, n: int, seed: int = 13) -> list[float]:
-    """Trial i of n at a uniform random time in [i, i+1)·duration/n."""
-    rng = random.Random(seed)
-    return [duration * (i + rng.random()) / n for i in range(n)]
-
-
 def ok(trial: dict[str, Any]) -> bool:
     """The trial's verdict: finished, nothing lost / doubled / different, no orphan."""
     e = trial["events"]
@@ -128,19 +123,46 @@ def summary(baseline: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str,
     }
 
 
-def run_trials(root: Path, n: int, *, seed: int = 13, log: Any = None) -> dict[str, Any]:
-    """The baseline (no kill) for the job's duration, then n kill trials."""
+def run_trials(root: Path, n: int, *, seed: int = 13, log: Any = None,
+               max_redraws: int = 3) -> dict[str, Any]:
+    """The baseline (no kill), then n kill trials that landed while their job was running.
+
+    The job's length moves with the machine's load (94 s vs 60 s on the same shared machine), so
+    the life a moment is a fraction of is re-estimated after every trial: the median length of the
+    uninterrupted runs so far (the baseline, and each trial's job minus the time the service was
+    down). A kill that came after its job had already ended is no kill trial: it is recorded as
+    such and the trial is drawn again at 0.7× the moment (at most `max_redraws` times)."""
+    import statistics
+
     baseline = run_job(root / "baseline")
     if log:
         log(f"baseline: {baseline['job_state']} in {baseline['job_seconds']}s")
-    trials = []
-    for i, moment in enumerate(kill_moments(baseline["job_seconds"], n, seed)):
-        trial = run_job(root / f"trial-{i:02d}", kill_after=moment)
-        trial["trial"] = i
+    lengths = [baseline["job_seconds"]]
+    rng = random.Random(seed)
+    trials, late = [], []
+    for i in range(n):
+        fraction = (i + rng.random()) / n
+        for attempt in range(max_redraws + 1):
+            life = statistics.median(lengths)
+            moment = fraction * life * 0.7 ** attempt
+            trial = run_job(root / f"trial-{i:02d}-{attempt}", kill_after=moment)
+            trial.update(trial=i, fraction_of_life=round(fraction, 3),
+                         life_estimate_seconds=round(life, 1))
+            if not trial["ended_before_kill"]:
+                # minus the 3 s the service was down and ~2 s of its second start-up
+                lengths.append(max(1.0, trial["job_seconds"] - 5.0))
+                break
+            lengths.append(trial["job_seconds"])
+            late.append(trial)
         trials.append(trial)
         if log:
-            log(f"kill {i + 1}/{n} at {moment:.1f}s: {trial['job_state']}, live "
-                f"{trial['stages_live_at_kill']}, fates {trial['attempts_live_at_kill']}, "
-                f"lost {trial['events']['lost']}, doubled {trial['events']['doubled']}, "
-                f"orphans {len(trial['orphaned_processes'])}")
-    return summary(baseline, trials)
+            log(f"kill {i + 1}/{n} at {moment:.1f}s ({fraction:.0%} of ~{life:.0f}s): "
+                f"{trial['job_state']}, live {trial['stages_live_at_kill']}, fates "
+                f"{trial['attempts_live_at_kill']}, lost {trial['events']['lost']}, doubled "
+                f"{trial['events']['doubled']}, orphans {len(trial['orphaned_processes'])}")
+    out = summary(baseline, trials)
+    out["kills_after_the_job_had_ended"] = len(late)
+    out["kills_landed_while_running"] = sum(1 for t in trials if not t["ended_before_kill"])
+    out["late_kills"] = [{k: t[k] for k in ("trial", "kill_after_seconds", "job_seconds",
+                                             "job_state")} for t in late]
+    return out

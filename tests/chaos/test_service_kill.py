@@ -14,7 +14,7 @@ from bench.reliability.kills import run_trials
 def test_twenty_service_kills_lose_and_double_nothing(tmp_path):
     result = run_trials(tmp_path, 20)
     assert result["baseline_ok"]
-    assert result["service_kills"] == 20 and result["jobs_finished"] == 20
+    assert result["kills_landed_while_running"] == 20 and result["jobs_finished"] == 20
     assert result["events_lost"] == result["events_doubled"] == 0
     assert result["events_differing"] == 0 and result["orphaned_processes"] == 0
     assert result["trials_passed"] == 20, [t for t in result["per_trial"] if t["job_state"]
