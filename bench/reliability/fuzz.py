@@ -48,6 +48,7 @@ from bench.reliability.strategies import (
 BAD_CODES = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 DEADLINE_SECONDS = 30.0
 STREAM_SECONDS = 3.0
+STREAM_MESSAGES = 5000
 
 
 class FakeServer:
@@ -160,14 +161,16 @@ class Fuzzer:
         return response
 
     def stream(self, rpc: str, request: Any) -> None:
-        """Read a server stream to its first message (or its end), then cancel it. A stream of a
-        live job at its last cursor rightly waits for news: with no message within
-        STREAM_SECONDS it counts as OPEN (an existing job only; for any other id it is a hang)."""
+        """Read a server stream: its whole replay, up to STREAM_MESSAGES messages or until it
+        ends (an error in the middle of a replay counts), then cancel it. A stream of a live job
+        that has sent everything rightly waits for news: running out of STREAM_SECONDS then
+        counts as OPEN (an existing job only; for any other id it is a hang)."""
         call = getattr(self.jobs, rpc)(request, timeout=STREAM_SECONDS,
                                        metadata=self.metadata)
         try:
-            for _ in call:
-                break  # the stream works; a live job's stream never ends by itself
+            for n, _ in enumerate(call):
+                if n >= STREAM_MESSAGES:
+                    break
             code = grpc.StatusCode.OK
         except grpc.RpcError as err:
             code = err.code()

@@ -143,3 +143,27 @@ def test_every_error_status_fits_the_clients_metadata_limit():
                      "ü" * 50_000)
     for error in (huge, NotFound("job " + "x" * 100_000 + " not found")):
         assert _wire_bytes(to_status(error)) <= TRAILER_BUDGET_BYTES < 8192
+
+
+def test_a_stored_metric_beyond_float_range_does_not_break_watching_its_job(tmp_path):
+    """The 10,000-request fuzz: a metrics event holding 10**400 (stored, it is valid JSON) made
+    every WatchJob of its job fail with INTERNAL when its metric points were converted."""
+    with app_server(tmp_path / "state") as served:
+        add_job(served.app, tmp_path)
+        served.app.kick()
+        from tests.integration.service.app_server import wait_for
+
+        wait_for(lambda: served.executor.live(), "sft to start")
+        run = served.executor.run_of("r1/sft")
+        assert served.app.report_events(run.spec.attempt_id, run.spec.env["SAFERLHF_STAGE_TOKEN"], [
+            {"seq": 1, "attempt": 1, "time": "t", "type": "metrics", "step": 3,
+             "values": {"train/lambda": 10**400, "train/loss": 0.5}}]) == 1
+        last = served.app.store.max_cursor("j-1")
+        updates = []
+        for update in served.jobs.WatchJob(api.WatchJobRequest(job_id="j-1"), timeout=10):
+            updates.append(update)
+            if update.cursor >= last:
+                break
+        points = [p for u in updates if u.WhichOneof("update") == "event"
+                  for p in u.metric_points]
+        assert [(p.name, p.value, p.step) for p in points] == [("train/loss", 0.5, 3)]

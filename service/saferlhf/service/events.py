@@ -111,9 +111,10 @@ def validate_event(raw: Any, index: int, attempt_number: int) -> dict[str, Any]:
     # Numbers the service computes with (progress ratio, the step gauge): a string, a bool, an
     # int beyond float range or a zero total made ingestion fail after the events were stored.
     for name in ("step", "total_steps"):
-        if name in raw and _finite_number(raw[name]) is None:
-            violations.append(FieldViolation(f"{where}.{name}", f"expected a finite number, "
-                                                                f"got {raw[name]!r:.80}"))
+        number = _finite_number(raw[name]) if name in raw else 0.0
+        if number is None or abs(number) >= 2**63:
+            violations.append(FieldViolation(f"{where}.{name}", f"expected a finite number "
+                                             f"within ±2^63, got {raw[name]!r:.80}"))
     if raw.get("type") == "progress":
         total = _finite_number(raw.get("total_steps"))
         if total is None or total <= 0:
