@@ -97,6 +97,14 @@ def test_mutual_tls_needs_a_client_certificate_its_ca_signed(tmp_path, pki):
         assert _call(server.address, ca, pki["stranger_client"]) == \
             grpc.StatusCode.UNAVAILABLE  # signed by another CA
         assert _stream_as_runner(server, ca, pki["runner"]) == 1
+        from saferlhf.service.cli.client import Client, CliError
+
+        cert_file, key_file = pki["client"]
+        cli = Client(server.address, ca_file=str(pki["ca"].cert_path), cert_file=str(cert_file),
+                     key_file=str(key_file), timeout_seconds=10)
+        with pytest.raises(CliError, match="nope"):  # NOT_FOUND, explained: the call went through
+            cli.call("GetJob", api.GetJobRequest(job_id="nope"))
+        cli.close()
     finally:
         server.stop()
 
