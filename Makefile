@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast lint proto tools clean
+.PHONY: setup demo test test-fast chaos reliability lint proto tools clean
 
 $(STAMP): pyproject.toml requirements.lock requirements-nodeps.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,15 @@ test: setup tools
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The long fault-injection, fuzz and auth runs (issue 13; `make test` runs their CI-sized
+# versions): ≥ 20 service kills, runner kills at every checkpoint point, 10,000 fuzzed requests.
+chaos: setup tools
+	$(BIN)/python -m pytest -q -m chaos tests/chaos tests/fuzz tests/security
+
+# The same suites as figures: docs/results/reliability.json (machine, date, load).
+reliability: setup tools
+	$(BIN)/python -m bench.reliability --write
 
 lint: setup
 	$(BIN)/ruff check .

@@ -45,6 +45,7 @@ class FailureClass(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FAILURE_CLASS_IMAGE_PULL: _ClassVar[FailureClass]
     FAILURE_CLASS_DEADLINE: _ClassVar[FailureClass]
     FAILURE_CLASS_UNKNOWN: _ClassVar[FailureClass]
+    FAILURE_CLASS_STORAGE: _ClassVar[FailureClass]
 
 class GateState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -93,6 +94,7 @@ FAILURE_CLASS_UNSCHEDULABLE: FailureClass
 FAILURE_CLASS_IMAGE_PULL: FailureClass
 FAILURE_CLASS_DEADLINE: FailureClass
 FAILURE_CLASS_UNKNOWN: FailureClass
+FAILURE_CLASS_STORAGE: FailureClass
 GATE_STATE_UNSPECIFIED: GateState
 GATE_STATE_PENDING: GateState
 GATE_STATE_PASSED: GateState

@@ -27,6 +27,7 @@ from saferlhf.service.errors import (
     ServiceError,
     SpecError,
     Unauthenticated,
+    Unavailable,
 )
 from saferlhf.service.events import EventIngestor, JobNotifier, updates_after
 from saferlhf.service.execution.base import Executor
@@ -78,7 +79,8 @@ class App:
                 stall_minutes=settings.stall_minutes,
                 cancel_grace_seconds=settings.cancel_grace_seconds,
                 runner_env={"HF_HUB_OFFLINE": "1",
-                            "OMP_NUM_THREADS": str(settings.runner_omp_threads)},
+                            "OMP_NUM_THREADS": str(settings.runner_omp_threads),
+                            **runner_tls_env(settings)},
                 image=settings.kubernetes_image,
             ),
             metrics=self.metrics, events_address=lambda: self._events_address,
@@ -103,9 +105,18 @@ class App:
         self._thread.start()
 
     def _loop(self) -> None:
+        store_down = False
         while not self._stopping.is_set():
             try:
                 self.scheduler.tick()
+                if store_down:
+                    log.warning("the store is back: reconciling again")
+                store_down = False
+            except Unavailable as exc:  # the database restarts: said once, not every tick
+                if not store_down:
+                    log.warning("reconcile paused while the store is unavailable: %s",
+                                exc.message)
+                store_down = True
             except Exception:
                 log.exception("reconcile tick failed")
             self._wake.wait(self.settings.reconcile_interval_seconds)
@@ -200,11 +211,17 @@ class App:
 
     # ---- watch ------------------------------------------------------------------------------
     def watch_job(self, job_id: str, *, after_cursor: int = 0) -> Iterator[WatchUpdate]:
-        self.store.get_job(job_id)  # NotFound before the stream starts
+        last = self.store.max_cursor(job_id)  # NotFound before the stream starts
+        if after_cursor > last:
+            # A cursor this job never gave out: following from it would silently skip the
+            # updates between its last cursor and this one as they happen.
+            raise SpecError([FieldViolation(
+                "after_cursor", f"expected at most {last} (the job's last cursor), got "
+                f"{after_cursor}; resume with the cursor of the last update received")])
         return self._watch(job_id, after_cursor)
 
     def _watch(self, job_id: str, cursor: int) -> Iterator[WatchUpdate]:
-        while True:
+        while not self.notifier.closed:  # shutting down: the store may be closing too
             version = self.notifier.version(job_id)
             updates = self.updates_after(job_id, cursor)
             for update in updates:
@@ -365,6 +382,19 @@ class App:
         job = self.store.get_job(attempt.job_id)
         stage = self.store.get_stage(attempt.job_id, attempt.stage_id)
         return len(self.ingestor.ingest(job, stage, attempt, events, "stream"))
+
+
+def runner_tls_env(settings: Settings) -> dict[str, str]:
+    """What local runners need to stream events to a TLS (or mutual-TLS) service: the CA that
+    signed its certificate and, under mutual TLS, their client certificate. (Kubernetes stage
+    pods get the CA from a Secret instead: executor.stagePods.eventsCaSecret.)"""
+    if settings.executor != "local" or not settings.tls_cert:
+        return {}
+    env = {"SAFERLHF_EVENTS_CA": str(Path(settings.tls_ca or settings.tls_cert).resolve())}
+    if settings.runner_tls_cert and settings.runner_tls_key:
+        env["SAFERLHF_EVENTS_CERT"] = str(Path(settings.runner_tls_cert).resolve())
+        env["SAFERLHF_EVENTS_KEY"] = str(Path(settings.runner_tls_key).resolve())
+    return env
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

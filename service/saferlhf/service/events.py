@@ -108,10 +108,34 @@ def validate_event(raw: Any, index: int, attempt_number: int) -> dict[str, Any]:
     values = raw.get("values")
     if values is not None and not isinstance(values, dict):
         violations.append(FieldViolation(f"{where}.values", "expected an object of name: number"))
+    # Numbers the service computes with (progress ratio, the step gauge): a string, a bool, an
+    # int beyond float range or a zero total made ingestion fail after the events were stored.
+    for name in ("step", "total_steps"):
+        number = _finite_number(raw[name]) if name in raw else 0.0
+        if number is None or abs(number) >= 2**63:
+            violations.append(FieldViolation(f"{where}.{name}", f"expected a finite number "
+                                             f"within ±2^63, got {raw[name]!r:.80}"))
+    if raw.get("type") == "progress":
+        total = _finite_number(raw.get("total_steps"))
+        if total is None or total <= 0:
+            got = f"{raw.get('total_steps')!r:.80}"
+            violations.append(FieldViolation(f"{where}.total_steps",
+                                             f"a progress event needs total_steps > 0, got {got}"))
     if violations:
         raise SpecError(violations, "invalid runner events:\n  " + "\n  ".join(
             f"{v.field}: {v.description}" for v in violations))
     return raw
+
+
+def _finite_number(value: Any) -> float | None:
+    """`value` as a finite float, or None if it is not a real number (bools are not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 class EventIngestor:

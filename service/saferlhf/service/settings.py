@@ -65,6 +65,16 @@ class Settings(BaseModel):
     )
     tls_cert: str | None = Field(default=None, description="PEM server certificate.")
     tls_key: str | None = Field(default=None, description="PEM server key.")
+    tls_ca: str | None = Field(
+        default=None, description="PEM CA that signed tls_cert, which local runners trust to "
+        "stream events (default: tls_cert itself, right for a self-signed certificate).")
+    tls_client_ca: str | None = Field(
+        default=None, description="PEM CA bundle: when set, every client (CLI, runners) must "
+        "present a certificate it signed (mutual TLS).")
+    runner_tls_cert: str | None = Field(
+        default=None, description="Client certificate local runners present under mutual TLS.")
+    runner_tls_key: str | None = Field(
+        default=None, description="Key of runner_tls_cert.")
     allow_insecure_bind: bool = Field(
         default=False, description="Allow a non-loopback bind without tokens or TLS."
     )

@@ -31,6 +31,10 @@ from saferlhf.runners.common.errors import EXIT_INVALID, RunnerError
 log = logging.getLogger(__name__)
 
 FAULT_ENV = "SAFERLHF_FAULT_AFTER_STEPS"  # test hook: SIGTERM ourselves after this step
+# Test hook of the chaos suite: `<point>@<step>` SIGKILLs this process at that point of writing
+# checkpoint <step> (no handler runs, nothing is flushed: what a node loss or the OOM killer does).
+KILL_ENV = "SAFERLHF_FAULT_KILL_IN_CHECKPOINT"
+KILL_POINTS = ("started", "state_written", "manifest_written", "renamed", "marked")
 
 
 class ResumeError(RunnerError):
@@ -128,25 +132,38 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier()
+    _fault("started", step)
     for engine_name, engine in engines.items():  # frozen (LoRA base) weights are not saved
         engine.save_checkpoint(str(tmp / engine_name), tag="ds",
                                exclude_frozen_parameters=_has_frozen(engine))
     torch.save(rng_state(), tmp / f"rng-rank{get_rank()}.pt")
     if is_rank0():
         torch.save(dict(state), tmp / "state.pt")
+        _fault("state_written", step)
         manifest = {"step": step, "world_size": get_world_size(), "state_keys": sorted(state),
                     "engines": sorted(engines)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        _fault("manifest_written", step)
     barrier()
     if is_rank0():
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
+        _fault("renamed", step)
         marker_tmp = root / "latest.tmp"
         marker_tmp.write_text(name)
         os.replace(marker_tmp, root / "latest")
+        _fault("marked", step)
         _prune(root, keep)
     barrier()
     return final
+
+
+def _fault(point: str, step: int) -> None:
+    """The KILL_ENV test hook: SIGKILL this process at `point` of checkpoint `step`."""
+    wanted = os.environ.get(KILL_ENV, "")
+    if wanted and wanted == f"{point}@{step}":
+        log.warning("test hook %s=%s: SIGKILL now", KILL_ENV, wanted)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _prune(root: Path, keep: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_INVALID = 2  # invalid config or data: permanent, never retried
 EXIT_TRANSIENT = 75  # EX_TEMPFAIL: retry after backoff
+EXIT_STORAGE = 74  # EX_IOERR: the outputs cannot be written (disk full, read-only): retried
 
 
 class RunnerError(Exception):

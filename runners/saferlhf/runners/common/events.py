@@ -45,6 +45,23 @@ def read_events(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def _end_torn_line(path: Path) -> None:
+    """A process killed mid-write (or a full disk) can leave a last line without its newline;
+    the next attempt's first event would be glued onto it and lost with it. End it first."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
+    except FileNotFoundError:
+        return
+    if torn:
+        with path.open("a") as f:
+            f.write("\n")
+
+
 class EventSink:
     def __init__(
         self,
@@ -68,6 +85,7 @@ class EventSink:
         if not enabled:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        _end_torn_line(self.path)
         for event in read_events(self.path):
             if event.get("attempt", 1) == self.attempt:
                 self._seq = max(self._seq, int(event.get("seq", 0)))

@@ -11,7 +11,8 @@ nothing. On start the reporter also resends the events this attempt already wrot
 
 Environment: SAFERLHF_EVENTS_ADDR (host:port), SAFERLHF_STAGE_TOKEN (the stage's bearer token),
 SAFERLHF_ATTEMPT_ID (the attempt id the service knows), optional SAFERLHF_EVENTS_CA (PEM file:
-use TLS). Imports only gRPC client code and the generated protos (never the service itself).
+use TLS) and SAFERLHF_EVENTS_CERT / SAFERLHF_EVENTS_KEY (PEM files: the client certificate of
+mutual TLS). Imports only gRPC client code and the generated protos (never the service itself).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ class Reporter:
 
     def __init__(
         self, address: str, *, attempt_id: str, token: str, attempt: int = 1,
-        ca_pem: bytes | None = None,
+        ca_pem: bytes | None = None, client_cert: tuple[bytes, bytes] | None = None,
     ) -> None:
+        """`client_cert`: (certificate chain, private key) PEM for mutual TLS."""
         import grpc
         from saferlhf.v1 import (
             resources_pb2,
@@ -59,7 +61,8 @@ class Reporter:
         options = [("grpc.initial_reconnect_backoff_ms", 200),  # notice a restart quickly
                    ("grpc.max_reconnect_backoff_ms", 5000)]
         if ca_pem is not None:
-            creds = grpc.ssl_channel_credentials(ca_pem)
+            cert, key = client_cert if client_cert is not None else (None, None)
+            creds = grpc.ssl_channel_credentials(ca_pem, private_key=key, certificate_chain=cert)
             channel = grpc.secure_channel(address, creds, options=options)
         else:
             channel = grpc.insecure_channel(address, options=options)
@@ -191,8 +194,12 @@ def start_reporter(events_path: str | Path, attempt: int) -> Reporter | _NoRepor
     try:
         ca_path = os.environ.get("SAFERLHF_EVENTS_CA")
         ca_pem = Path(ca_path).read_bytes() if ca_path else None
+        cert_path, key_path = (os.environ.get("SAFERLHF_EVENTS_CERT"),
+                               os.environ.get("SAFERLHF_EVENTS_KEY"))
+        client_cert = (Path(cert_path).read_bytes(), Path(key_path).read_bytes()) \
+            if cert_path and key_path else None
         reporter = Reporter(address, attempt_id=attempt_id, token=token, attempt=attempt,
-                            ca_pem=ca_pem)
+                            ca_pem=ca_pem, client_cert=client_cert)
     except Exception:
         log.exception("event stream off: cannot start the reporter")
         return _NoReporter()

@@ -20,6 +20,11 @@ from pathlib import Path
 from saferlhf.runners.common.config import StageIO, load_stage_config
 from saferlhf.runners.common.dist import add_launcher_args, destroy, get_rank
 from saferlhf.runners.common.errors import EXIT_INVALID, EXIT_TRANSIENT, RunnerError
+from saferlhf.runners.common.storage import (
+    EXIT_STORAGE,
+    storage_problem,
+    write_termination_message,
+)
 
 log = logging.getLogger("runners")
 
@@ -82,20 +87,28 @@ def main(kind: str, run: Callable[[StageIO, int], None], argv: list[str] | None 
     if cfg.kind != kind:
         sys.stderr.write(f"{args.config}: kind is {cfg.kind!r}, expected {kind!r}\n")
         return EXIT_INVALID
-    setup_logging(cfg.output_dir)
     try:
+        setup_logging(cfg.output_dir)
         run(cfg, args.local_rank)
     except RunnerError as exc:
         if exc.exit_code == EXIT_TRANSIENT:
             log.warning("%s", exc)
         else:
             log.error("%s", exc)
+        write_termination_message(str(exc))
         return exc.exit_code
-    except _transient_types() as exc:
-        log.exception("transient failure: %s", exc)
-        return EXIT_TRANSIENT
-    except Exception:
+    except Exception as exc:
+        problem = storage_problem(exc, cfg.output_dir)
+        if problem is not None:  # a full or unwritable disk: say so, no traceback
+            log.error("stage %s cannot write its outputs: %s", kind, problem)
+            write_termination_message(problem)
+            return EXIT_STORAGE
+        if isinstance(exc, _transient_types()):
+            log.exception("transient failure: %s", exc)
+            write_termination_message(f"transient failure: {exc}")
+            return EXIT_TRANSIENT
         log.exception("stage %s failed", kind)
+        write_termination_message(f"{type(exc).__name__}: {exc}"[:500])
         return 1
     finally:
         _leave_process_group()

@@ -24,7 +24,7 @@ from saferlhf.runners.common import checkpoint as ckpt
 from saferlhf.runners.common.config import OptimSpec, StageIO
 from saferlhf.runners.common.deepspeed_config import train_config
 from saferlhf.runners.common.dist import DistInfo, all_reduce_mean, get_rank, get_world_size
-from saferlhf.runners.common.errors import InvalidInputError, TransientError
+from saferlhf.runners.common.errors import InvalidInputError, RunnerError, TransientError
 from saferlhf.runners.common.events import EventSink
 from saferlhf.runners.common.optim import build_optimizer, build_scheduler
 from torch import nn
@@ -151,6 +151,8 @@ class LoopState:
     epoch: int = 0  # current epoch
     batch_in_epoch: int = 0  # micro-batches of this epoch already consumed
     history: dict[str, float] = field(default_factory=dict)  # last logged values
+    micro_batches: int = 0  # micro-batches trained on in all, over every resume
+    total_steps: int = 0  # the optimizer steps the run was planned for (0: not recorded)
 
 
 def make_loader(samples: Sequence[Any], batch_size: int, collate: Callable, seed: int,
@@ -192,11 +194,13 @@ def run_training(
         saved = ckpt.load_checkpoint(resume_from, expected_keys=keys,
                                      engines=engine.checkpoint_engines())
         engine.restore(saved)
-        state = LoopState(**saved["loop"])
+        state = resumed_state(saved["loop"], resume_from, total_steps, engine.grad_accum,
+                              used_batches)
         engine.micro = state.step * engine.grad_accum
         sink.log(f"resumed from {resume_from.name} at step {state.step}")
     else:
         ckpt.seed_everything(cfg.seed)
+    state.total_steps = total_steps
     stop = ckpt.StopSignal()
     eval_results: dict[str, float] = {}
     eval_step = -1
@@ -211,6 +215,7 @@ def run_training(
             loss, metrics = task.loss(engine.module, batch)
             stepped = engine.step(loss)
             state.batch_in_epoch += 1
+            state.micro_batches += 1
             for key, value in {"train/loss": loss, **metrics}.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             n_micro += 1
@@ -240,10 +245,56 @@ def run_training(
             if eval_samples:
                 eval_results = _evaluate(task, engine, eval_samples, sink, state.step)
                 eval_step = state.step
+    check_complete(state, total_steps, engine.grad_accum)
     if eval_samples and eval_step != state.step:
         eval_results = _evaluate(task, engine, eval_samples, sink, state.step)
     sink.progress(state.step, total_steps)
     return {**state.history, **eval_results, "train/step": float(state.step)}
+
+
+class IncompleteRunError(RunnerError):
+    """The loop ended without doing all the planned work (a resume that skipped steps or data):
+    never exit 0 with a model trained on less than the config says (verl #7401)."""
+
+
+def resumed_state(loop: dict[str, Any], path: Any, total_steps: int, grad_accum: int,
+                  used_batches: int) -> LoopState:
+    """The loop state of a checkpoint, checked against this run's plan: a checkpoint from a run
+    planned differently (data, batch size, epochs or max_steps changed) or whose data position
+    disagrees with its step count cannot be resumed without skipping or repeating work."""
+    state = LoopState(**loop)
+    if not state.micro_batches and state.step:  # a checkpoint from before this field existed
+        state.micro_batches = state.epoch * used_batches + state.batch_in_epoch
+    problems = []
+    if state.total_steps and state.total_steps != total_steps:
+        problems.append(f"it was written by a run planned for {state.total_steps} optimizer "
+                        f"steps, this run plans {total_steps} (the data, batch_size, epochs or "
+                        "max_steps changed)")
+    if state.micro_batches != state.step * grad_accum:
+        problems.append(f"it trained {state.micro_batches} micro-batches in {state.step} steps, "
+                        f"expected {state.step * grad_accum} (gradient_accumulation_steps="
+                        f"{grad_accum})")
+    position = state.epoch * used_batches + state.batch_in_epoch
+    if position != state.micro_batches:
+        problems.append(f"its data position (epoch {state.epoch}, micro-batch "
+                        f"{state.batch_in_epoch} of {used_batches}) is micro-batch {position}, "
+                        f"but {state.micro_batches} were trained")
+    if problems:
+        raise ckpt.ResumeError(f"cannot resume from {path}: " + "; ".join(problems)
+                               + ". Restore the stage's config, or delete the checkpoints "
+                               "folder to start over.")
+    return state
+
+
+def check_complete(state: LoopState, total_steps: int, grad_accum: int) -> None:
+    """The completion check: the planned optimizer steps and micro-batches all ran."""
+    expected = total_steps * grad_accum
+    if state.step != total_steps or state.micro_batches != expected:
+        raise IncompleteRunError(
+            f"training ended after {state.step} of {total_steps} optimizer steps and "
+            f"{state.micro_batches} of {expected} micro-batches: work was skipped (a resume "
+            "that lost its data position?). No model is written; delete the checkpoints "
+            "folder to start over.")
 
 
 def _to(batch: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -271,7 +322,8 @@ def _evaluate(task: Task, engine: Engine, samples, sink: EventSink, step: int) -
 
 def _checkpoint(cfg: StageIO, engine: Engine, state: LoopState, sink: EventSink) -> None:
     loop = {"step": state.step, "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
-            "history": state.history}
+            "history": state.history, "micro_batches": state.micro_batches,
+            "total_steps": state.total_steps}
     path = ckpt.save_checkpoint(
         cfg.output_dir, state.step, {"loop": loop, **engine.checkpoint_state()},
         engines=engine.checkpoint_engines(),

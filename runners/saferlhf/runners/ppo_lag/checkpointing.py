@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from saferlhf.runners.common import checkpoint as ckpt
 from saferlhf.runners.common.dist import get_world_size, is_dist
+from saferlhf.runners.common.errors import RunnerError
 from saferlhf.runners.ppo_lag.calibration import Calibration
 from saferlhf.runners.ppo_lag.guards import GuardState
 from saferlhf.runners.ppo_lag.lagrange import EpisodeCostWindow
@@ -47,6 +48,10 @@ def save(trainer) -> None:
         "calibration": trainer.calibration.as_dict() if trainer.calibration else None,
         "threshold": trainer.threshold, "break_even": trainer.break_even,
         "harmful_flags": dict(trainer.harmful_flags), "models": models,
+        # the last step's metrics (the result of a run resumed after its last iteration), and
+        # the work done so far (the completion check of a resumed run)
+        "last_metrics": dict(st.last_metrics), "samples": st.samples,
+        "total_steps": trainer.total_steps,
     }
     engines = ({k: m.engine for k, m in trained_models(trainer).items()} if deepspeed
                else None)
@@ -73,7 +78,10 @@ def resume(trainer) -> bool:
             m.scheduler.load_state_dict(state["models"][name]["scheduler"])
     st = trainer.state
     st.iteration, st.global_step = state["iteration"], state["global_step"]
+    check_position(trainer, state, path)
     st.vacuous_checked = True
+    st.last_metrics = dict(state.get("last_metrics", {}))
+    st.samples = int(state.get("samples", st.iteration * trainer.cfg.rollout.prompt_batch_size))
     st.guards = GuardState(*state["guards"])
     trainer.lagrange.load_state_dict(state["lagrange"])
     trainer.window = EpisodeCostWindow(trainer.cfg.episode_cost_window_size,
@@ -85,6 +93,46 @@ def resume(trainer) -> bool:
     trainer.harmful_flags = dict(state["harmful_flags"])
     trainer.sink.log(f"resumed from {path} at step {st.global_step} (iteration {st.iteration})")
     return True
+
+
+def steps_per_iteration(trainer) -> int:
+    return trainer.schedule.steps_per_iteration * trainer.cfg.update_iters
+
+
+def check_position(trainer, state: dict[str, Any], path: Any) -> None:
+    """A checkpoint from a run planned differently (prompts, batch sizes, iterations changed)
+    or whose step count disagrees with its iteration cannot be resumed without skipping work."""
+    problems = []
+    planned = state.get("total_steps")
+    if planned is not None and planned != trainer.total_steps:
+        problems.append(f"it was written by a run planned for {planned} steps, this run plans "
+                        f"{trainer.total_steps} (prompts, batch sizes or iterations changed)")
+    expected = state["iteration"] * steps_per_iteration(trainer)
+    if state["global_step"] != expected:
+        problems.append(f"it is at step {state['global_step']} after {state['iteration']} "
+                        f"iterations, expected {expected}")
+    if problems:
+        raise ckpt.ResumeError(f"cannot resume from {path}: " + "; ".join(problems)
+                               + ". Restore the stage's config, or delete the checkpoints "
+                               "folder to start over.")
+
+
+class IncompleteRunError(RunnerError):
+    """The loop ended without all its planned iterations, steps and rollouts (verl #7401)."""
+
+
+def check_complete(trainer) -> None:
+    """Before the model is written: every planned iteration, step and rollout ran."""
+    st, schedule = trainer.state, trainer.schedule
+    expected_samples = schedule.total_iterations * trainer.cfg.rollout.prompt_batch_size
+    if st.iteration != schedule.total_iterations or st.global_step != trainer.total_steps \
+            or st.samples != expected_samples:
+        raise IncompleteRunError(
+            f"PPO-Lag ended after {st.iteration} of {schedule.total_iterations} iterations, "
+            f"{st.global_step} of {trainer.total_steps} steps and {st.samples} of "
+            f"{expected_samples} rollout prompts on this rank: work was skipped (a resume that "
+            "lost its position?). No model is written; delete the checkpoints folder to start "
+            "over.")
 
 
 def gather_objects(obj: Any) -> list[Any]:

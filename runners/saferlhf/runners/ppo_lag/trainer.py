@@ -75,6 +75,7 @@ class LoopState:
     guards: GuardState = field(default_factory=GuardState)
     vacuous_checked: bool = False
     last_metrics: dict[str, float] = field(default_factory=dict)
+    samples: int = 0  # prompts this rank rolled out, over every resume (the completion check)
 
 
 class PPOLagTrainer:
@@ -211,6 +212,7 @@ class PPOLagTrainer:
             if exp.costs is not None:
                 self.window.extend(self.scoped_costs(exp))
             batch.append(exp)
+            st.samples += len(part)
         self.engine.sleep()  # frees the engine's KV cache while the actor trains (GPU only)
         if not st.vacuous_checked:
             self.check_vacuous(batch)
@@ -353,6 +355,7 @@ class PPOLagTrainer:
     def finish(self) -> dict[str, Any]:
         from saferlhf.runners.common.models import save_model
 
+        checkpointing.check_complete(self)
         nets = self.nets
         full = nets.actor.full_state_dict()
         if self.cfg.lora is not None and nets.actor_base is not None:

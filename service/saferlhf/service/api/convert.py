@@ -9,6 +9,7 @@ payloads) travel as JSON object text so integers stay integers.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -260,18 +261,40 @@ def _stage_round(stage_id: str) -> int:
     return int(head[1:]) if head.startswith("r") and head[1:].isdigit() else 0
 
 
+_INT64 = 2**63
+
+
+def _as_float(v: Any) -> float | None:
+    """A metric value as a float; None for non-numbers and ints beyond float range (a stored
+    event with one made every WatchJob of its job fail with INTERNAL)."""
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return None
+
+
+def _as_step(v: Any) -> int:
+    number = _as_float(v)
+    if number is None or not math.isfinite(number) or abs(number) >= _INT64:
+        return -1
+    return int(number)
+
+
 def metric_points(e: StoredEvent) -> list[pb.MetricPoint]:
     """The metric points a metrics or result event carries (numeric values only)."""
     if e.type not in ("metrics", "result"):
         return []
     values = e.payload.get("values") or {}
-    step = int(e.payload.get("step", -1)) if e.type == "metrics" else -1
-    return [
-        pb.MetricPoint(stage_id=e.stage_id, round=_stage_round(e.stage_id), name=name,
-                       value=float(v), step=step, time=e.time)
-        for name, v in sorted(values.items())
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    ]
+    step = _as_step(e.payload.get("step", -1)) if e.type == "metrics" else -1
+    points = []
+    for name, v in sorted(values.items()):
+        value = _as_float(v)
+        if value is not None:
+            points.append(pb.MetricPoint(stage_id=e.stage_id, round=_stage_round(e.stage_id),
+                                         name=name, value=value, step=step, time=e.time))
+    return points
 
 
 # --- responses -------------------------------------------------------------------------------

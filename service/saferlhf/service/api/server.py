@@ -32,10 +32,12 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """PEM server certificate and key (the contents, not paths)."""
+    """PEM server certificate and key (the contents, not paths); with `client_ca_pem`, mutual
+    TLS: every client must present a certificate signed by that CA."""
 
     cert_pem: bytes
     key_pem: bytes
+    client_ca_pem: bytes | None = None
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -98,7 +100,9 @@ def create_server(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
         if tls is not None:
-            creds = grpc.ssl_server_credentials([(tls.key_pem, tls.cert_pem)])
+            creds = grpc.ssl_server_credentials(
+                [(tls.key_pem, tls.cert_pem)], root_certificates=tls.client_ca_pem,
+                require_client_auth=tls.client_ca_pem is not None)
             port = server.add_secure_port(address, creds)
         else:
             port = server.add_insecure_port(address)

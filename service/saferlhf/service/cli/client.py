@@ -68,11 +68,16 @@ def explain(err: grpc.RpcError, server: str) -> CliError:
 
 class Client:
     def __init__(self, server: str, token: str | None = None, *, ca_file: str | None = None,
+                 cert_file: str | None = None, key_file: str | None = None,
                  timeout_seconds: float = 30.0) -> None:
+        """`cert_file`/`key_file`: this client's certificate for a mutual-TLS service."""
         self.server = server
         self.timeout = timeout_seconds
         if ca_file:
-            creds = grpc.ssl_channel_credentials(Path(ca_file).read_bytes())
+            creds = grpc.ssl_channel_credentials(
+                Path(ca_file).read_bytes(),
+                private_key=Path(key_file).read_bytes() if key_file else None,
+                certificate_chain=Path(cert_file).read_bytes() if cert_file else None)
             if token:
                 creds = grpc.composite_channel_credentials(
                     creds, grpc.access_token_call_credentials(token))

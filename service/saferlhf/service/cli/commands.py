@@ -17,7 +17,8 @@ from saferlhf.v1 import resources_pb2 as pb
 
 def _client(args: argparse.Namespace, server: str | None = None) -> Client:
     return Client(server or args.server, args.token, ca_file=args.ca_file,
-                  timeout_seconds=args.timeout)
+                  cert_file=getattr(args, "cert_file", None),
+                  key_file=getattr(args, "key_file", None), timeout_seconds=args.timeout)
 
 
 def _emit(out: TextIO, msg: Any, fmt: str, text: str) -> None:

@@ -27,10 +27,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-file", default=os.environ.get("SAFERLHF_CA_FILE"),
                    help="PEM CA that signed the server's certificate: use TLS "
                         "(env SAFERLHF_CA_FILE)")
+    p.add_argument("--cert-file", default=os.environ.get("SAFERLHF_CERT_FILE"),
+                   help="PEM client certificate for a mutual-TLS service (env SAFERLHF_CERT_FILE)")
+    p.add_argument("--key-file", default=os.environ.get("SAFERLHF_KEY_FILE"),
+                   help="PEM key of --cert-file (env SAFERLHF_KEY_FILE)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     # The connection options are accepted after the command too (`saferlhf get J --server X`).
     common = argparse.ArgumentParser(add_help=False)
-    for flag in ("--server", "--token", "--ca-file"):
+    for flag in ("--server", "--token", "--ca-file", "--cert-file", "--key-file"):
         common.add_argument(flag, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

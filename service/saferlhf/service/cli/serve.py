@@ -45,11 +45,17 @@ class Running:
 
 def _tls(settings: Settings) -> TlsFiles | None:
     if not settings.tls_cert and not settings.tls_key:
+        if settings.tls_client_ca:
+            raise CliError("tls_client_ca (mutual TLS) needs tls_cert and tls_key too.",
+                           EXIT_INVALID)
         return None
     if not (settings.tls_cert and settings.tls_key):
         raise CliError("TLS needs both tls_cert and tls_key (PEM files).", EXIT_INVALID)
     try:
-        return TlsFiles(Path(settings.tls_cert).read_bytes(), Path(settings.tls_key).read_bytes())
+        client_ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca \
+            else None
+        return TlsFiles(Path(settings.tls_cert).read_bytes(), Path(settings.tls_key).read_bytes(),
+                        client_ca)
     except OSError as exc:
         raise CliError(f"cannot read the TLS files: {exc}", EXIT_INVALID) from None
 

@@ -63,6 +63,8 @@ def classify_exit(exit_code: int | None) -> FailureClass:
         return FailureClass.INVALID
     if exit_code == 75:
         return FailureClass.TRANSIENT
+    if exit_code == 74:
+        return FailureClass.STORAGE
     if exit_code in (137, -9):
         return FailureClass.KILLED
     if exit_code in (143, -15):

@@ -11,6 +11,8 @@ executor needs is in files under `<state_dir>/local/<attempt key>/`:
     child.json    the runner's pid and start time (its process group id is its pid)
     exit_code     the runner's exit code (negative: killed by that signal)
     cancel        the time a cancel was requested
+    termination.log  the runner's one-line reason for failing (SAFERLHF_TERMINATION_LOG): kept
+                  here, outside the artifacts disk, so a full disk cannot swallow it
 
 So a restarted service re-adopts attempts from these files: a pid is trusted only while
 /proc/<pid>/stat shows the same start time (pids are reused), and the exit code survives even
@@ -160,6 +162,8 @@ class LocalExecutor:
         env = dict(self.base_env)
         env.update(spec.env)
         env["SAFERLHF_ATTEMPT_ID"] = spec.attempt_id
+        env["SAFERLHF_TERMINATION_LOG"] = str(self.root / _key(spec.attempt_id)
+                                              / "termination.log")
         env["SAFERLHF_ATTEMPT"] = str(spec.attempt)
         env.setdefault("HF_HUB_OFFLINE", "1")
         env["OMP_NUM_THREADS"] = str(spec.env.get("OMP_NUM_THREADS", self.omp_threads))
@@ -258,6 +262,12 @@ class LocalExecutor:
                 message += " (out of memory? the kernel's OOM killer sends SIGKILL)"
         else:
             message = f"exit code {code}"
+            try:
+                reason = (d / "termination.log").read_text(errors="replace").strip()
+            except OSError:
+                reason = ""
+            if reason:
+                message += f": {reason}"
         return RunStatus(RunState.FAILED, code, failure, message)
 
     # ---- cancel -------------------------------------------------------------------------------

@@ -91,6 +91,11 @@ def ready_stages(
         if not all(dependency_open(by_id.get(d), gates) for d in stage.depends_on):
             continue
         pending: Attempt | None = latest.get(stage.id)
+        if pending is not None and pending.state in (AttemptState.QUEUED, AttemptState.RUNNING):
+            # A live attempt under a PENDING stage: the service died between storing the one
+            # and the other. It must not be launched twice (the reconcile step repairs the
+            # stage's state from its attempt).
+            continue
         if pending is not None and pending.state != AttemptState.PENDING:
             pending = None
         if pending is not None and pending.not_before is not None and pending.not_before > now:

@@ -17,6 +17,7 @@ Everything is re-derived from the store each tick, so a restarted service simply
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from saferlhf.runners.common.judge_config import secret_env_of
+from saferlhf.service.errors import Unavailable
 from saferlhf.service.events import EventIngestor
 from saferlhf.service.execution.base import Executor, LaunchSpec, RunState, RunStatus
 from saferlhf.service.scheduler import gates as gate_rules
@@ -39,6 +41,7 @@ from saferlhf.service.scheduler.launch import (
     resources_of,
     write_stage_config,
 )
+from saferlhf.service.scheduler.repair import repairs
 from saferlhf.service.scheduler.retry import decide
 from saferlhf.service.scheduler.stall import is_hung, past_deadline
 from saferlhf.service.state.transitions import GATE_OPEN
@@ -108,6 +111,17 @@ class Scheduler:
         with self.lock:
             known = self.executor.adopt()
             now = self.clock()
+            for attempt in self.store.attempts_in_states([AttemptState.PENDING]):
+                handle = known.get(attempt.id)
+                if handle:
+                    # Submitted, then the service died before storing it: the runner runs with
+                    # the token stored with this attempt. Re-submitting would hand the executor
+                    # (idempotent on the attempt id) a new token the running runner never gets,
+                    # and the service would refuse its event stream.
+                    self.store.update_attempt(attempt.id, at=now, state=AttemptState.QUEUED,
+                                              reason="Adopted", handle=handle)
+                    log.info("adopted %s, submitted before the restart (handle %s)",
+                             attempt.id, handle)
             for attempt in self.store.attempts_in_states(ACTIVE_ATTEMPT_STATES):
                 handle = known.get(attempt.id)
                 if handle and handle != attempt.handle:
@@ -125,6 +139,8 @@ class Scheduler:
             for job in jobs:
                 try:
                     self._reconcile(job, now)
+                except Unavailable:
+                    raise  # the store is away: no job can move; the next tick tries again
                 except Exception:  # one broken job must not stop the others
                     log.exception("reconciling job %s failed", job.id)
             self._launch_ready(now)
@@ -146,6 +162,9 @@ class Scheduler:
                 self._poll(job, stages[attempt.stage_id], attempt, now)
                 polled = True
         if polled:  # polling may have changed the job, its stages and attempts: read them again
+            job = self.store.get_job(job.id)
+            listed, attempts = self.store.list_stages(job.id), self.store.list_attempts(job.id)
+        if self._repair(job, listed, attempts, now):
             job = self.store.get_job(job.id)
             listed, attempts = self.store.list_stages(job.id), self.store.list_attempts(job.id)
         # Nothing polled, nothing changed: a queued job is settled as read (a tick over hundreds
@@ -200,16 +219,12 @@ class Scheduler:
         if status.state == RunState.SUCCEEDED and decided_here:
             status = RunStatus(RunState.FAILED, status.exit_code, attempt.failure)
         if status.state == RunState.SUCCEEDED:
-            result = self._read_result(stage)
             self.store.update_attempt(attempt.id, at=now, state=AttemptState.SUCCEEDED,
                                       reason="Succeeded", exit_code=status.exit_code,
                                       finished_at=now)
-            stage = self.store.update_stage(job.id, stage.id, at=now,
-                                            state=AttemptState.SUCCEEDED, reason="Succeeded",
-                                            result=result, progress=1.0)
             if self.metrics is not None:
                 self.metrics.attempt_finished(stage.kind, "succeeded", duration)
-            self._evaluate_gates(job, stage, now)
+            self._stage_succeeded(job, stage, now)
             return
         failure = attempt.failure if attempt.failure != FailureClass.NONE else status.failure
         if failure == FailureClass.NONE:
@@ -223,6 +238,18 @@ class Scheduler:
                                   failure=failure, message=message, finished_at=now)
         if self.metrics is not None:
             self.metrics.attempt_finished(stage.kind, failure.value.lower(), duration)
+        self._stage_after_failure(job, stage, attempt, failure, message, now)
+
+    def _stage_succeeded(self, job: Job, stage: Stage, now: float) -> None:
+        """The stage's attempt succeeded (and is stored so): the stage, then its gates."""
+        stage = self.store.update_stage(job.id, stage.id, at=now, state=AttemptState.SUCCEEDED,
+                                        reason="Succeeded", result=self._read_result(stage),
+                                        progress=1.0)
+        self._evaluate_gates(job, stage, now)
+
+    def _stage_after_failure(self, job: Job, stage: Stage, attempt: Attempt,
+                             failure: FailureClass, message: str, now: float) -> None:
+        """The stage's attempt failed (and is stored so): a retry attempt, or the stage fails."""
         decision = decide(stage, failure)
         if decision.retry:
             number = self.store.next_attempt_number(job.id, stage.id)
@@ -254,6 +281,36 @@ class Scheduler:
         except (OSError, ValueError):
             return dict(stage.result)
         return loaded if isinstance(loaded, dict) else {"value": loaded}
+
+    # ---- crash repairs ----------------------------------------------------------------------
+    def _repair(self, job: Job, stages: list[Stage], attempts: list[Attempt],
+                now: float) -> bool:
+        """Finish what a service killed between two writes left half-done (scheduler.repair)."""
+        if job.state not in (JobState.RUNNING, JobState.PAUSED):
+            return False
+        done = any(s.state in (AttemptState.SUCCEEDED, AttemptState.SKIPPED) for s in stages)
+        fixes = repairs(stages, attempts, self.store.list_gates(job.id) if done else [])
+        for fix in fixes:
+            stage, attempt = fix.stage, fix.attempt
+            log.warning("job %s: repairing %s of %s after an interrupted update (%s)", job.id,
+                        fix.action, stage.id, attempt.id if attempt else "no attempt")
+            if fix.action == "state":
+                assert fix.to is not None
+                self.store.update_stage(job.id, stage.id, at=now, state=fix.to,
+                                        reason="Recovered",
+                                        message=f"attempt {attempt.number}" if attempt else "")
+            elif fix.action == "gates":
+                if stage.state == AttemptState.SKIPPED:
+                    self._pass_gates_of_skipped(job, stage, now)
+                else:
+                    self._evaluate_gates(job, stage, now)
+            elif attempt is not None and attempt.state == AttemptState.SUCCEEDED:
+                self._stage_succeeded(job, stage, now)
+            elif attempt is not None:
+                failure = attempt.failure if attempt.failure != FailureClass.NONE \
+                    else FailureClass.UNKNOWN
+                self._stage_after_failure(job, stage, attempt, failure, attempt.message, now)
+        return bool(fixes)
 
     # ---- gates and outcomes -----------------------------------------------------------------
     def _evaluate_gates(self, job: Job, stage: Stage, now: float) -> None:
@@ -400,12 +457,7 @@ class Scheduler:
                     self.store.update_stage(job.id, stage.id, at=now, state=AttemptState.SKIPPED,
                                             reason="Skipped",
                                             message=f"using {stage.skipped_with}")
-                    for gate in self.store.list_gates(job.id):
-                        if gate.after_stage == stage.id and gate.state == GateState.PENDING:
-                            self.store.update_gate(  # nothing ran, so nothing to compare
-                                job.id, gate.id, at=now, state=GateState.PASSED,
-                                reason="GateNotEvaluated",
-                                message=f"not evaluated: {stage.id} was given with `use:`")
+                    self._pass_gates_of_skipped(job, stage, now)
                 if not skips:
                     break
             for stage, pending in ready:
@@ -430,6 +482,14 @@ class Scheduler:
                         reason="GateNotEvaluated",
                         message=f"not evaluated: {stage.id} was not needed")
 
+    def _pass_gates_of_skipped(self, job: Job, stage: Stage, now: float) -> None:
+        for gate in self.store.list_gates(job.id):
+            if gate.after_stage == stage.id and gate.state == GateState.PENDING:
+                self.store.update_gate(  # nothing ran, so nothing to compare
+                    job.id, gate.id, at=now, state=GateState.PASSED,
+                    reason="GateNotEvaluated",
+                    message=f"not evaluated: {stage.id} did not run")
+
     def _ready(self, job: Job, now: float) -> list[tuple[Stage, Attempt | None]]:
         return ready_stages(self.store.list_stages(job.id), self.store.list_gates(job.id),
                             self.store.list_attempts(job.id), now)
@@ -442,27 +502,30 @@ class Scheduler:
                 number=number, created_at=now))
         token = secrets.token_urlsafe(32)
         attempt = self.store.update_attempt(attempt.id, at=now, token_hash=hash_token(token))
-        config_path = write_stage_config(stage)
-        out = config_path.parent
         env = dict(self.config.runner_env or {})
         env["SAFERLHF_STAGE_TOKEN"] = token
         address = self.events_address()
         if address:
             env["SAFERLHF_EVENTS_ADDR"] = address
-        spec = LaunchSpec(
-            attempt_id=attempt.id, job_id=job.id, job_name=job.name, project=job.project,
-            round=stage.round, stage=stage.id, kind=stage.kind, attempt=attempt.number,
-            config_path=str(config_path), output_dir=str(out), env=env,
-            secret_env=secret_env_of(stage.config),
-            resources=resources_of(stage.resources), image=self.config.image,
-        )
         try:
+            config_path = write_stage_config(stage)
+            spec = LaunchSpec(
+                attempt_id=attempt.id, job_id=job.id, job_name=job.name, project=job.project,
+                round=stage.round, stage=stage.id, kind=stage.kind, attempt=attempt.number,
+                config_path=str(config_path), output_dir=str(config_path.parent), env=env,
+                secret_env=secret_env_of(stage.config),
+                resources=resources_of(stage.resources), image=self.config.image,
+            )
             handle = self.executor.submit(spec)
         except Exception as exc:  # an executor error is a transient failure of this attempt
-            log.exception("submitting %s failed", attempt.id)
+            failure, message = submit_failure(exc, stage.output_dir)
+            if failure == FailureClass.STORAGE:  # expected and explained: no traceback
+                log.warning("cannot start %s: %s", attempt.id, message)
+            else:
+                log.exception("submitting %s failed", attempt.id)
             failed = replace(attempt, state=AttemptState.QUEUED, handle="")
-            self._finish(job, stage, failed, RunStatus(
-                RunState.FAILED, None, FailureClass.TRANSIENT, f"submit failed: {exc}"), now)
+            self._finish(job, stage, failed, RunStatus(RunState.FAILED, None, failure, message),
+                         now)
             return
         self.store.update_attempt(attempt.id, at=now, state=AttemptState.QUEUED,
                                   reason="Submitted", handle=handle)
@@ -481,6 +544,20 @@ def _ancestors(stage: Stage, stages: list[Stage]) -> set[str]:
             seen.add(current)
             todo.extend(by_id[current].depends_on if current in by_id else ())
     return seen
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                   errno.EROFS: "read-only file system", errno.EACCES: "permission denied"}
+
+
+def submit_failure(exc: Exception, output_dir: str) -> tuple[FailureClass, str]:
+    """A failed launch: a full or unwritable artifacts folder (stage.json, stage.log cannot be
+    written) is STORAGE with a message saying so; anything else TRANSIENT."""
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        return FailureClass.STORAGE, (
+            f"cannot start the stage: {_STORAGE_ERRNOS[exc.errno]} writing "
+            f"{exc.filename or output_dir}; free space or fix the artifacts folder's permissions")
+    return FailureClass.TRANSIENT, f"submit failed: {exc}"
 
 
 def _failure_messages(store: Store, job_id: str) -> dict[str, str]:

@@ -56,6 +56,7 @@ class FailureClass(enum.StrEnum):
     UNSCHEDULABLE = "UNSCHEDULABLE"
     IMAGE_PULL = "IMAGE_PULL"  # permanent until the spec changes
     DEADLINE = "DEADLINE"
+    STORAGE = "STORAGE"  # exit 74: outputs cannot be written (disk full, read-only): retried
     UNKNOWN = "UNKNOWN"
 
     @property
@@ -200,4 +201,11 @@ def last_metric_values(events: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     for event in events:
         if event.get("type") in ("metrics", "result") and event.get("values"):
             merged.update(event["values"])  # at C speed: the last value of each key wins
-    return {k: float(v) for k, v in merged.items() if type(v) in (int, float)}
+    out = {}
+    for k, v in merged.items():
+        if type(v) in (int, float):
+            try:
+                out[k] = float(v)
+            except OverflowError:  # an int beyond float range is no metric value either
+                continue
+    return out

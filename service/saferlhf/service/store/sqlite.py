@@ -8,6 +8,7 @@ on a lock upgrade (another process, such as a CLI reading the file, only ever wa
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,18 +19,25 @@ from typing import Any
 from saferlhf.service.store.base import Store
 
 
+def _params(values: Sequence[Any]) -> tuple[Any, ...]:
+    """SQLite stores a NaN REAL as NULL (a NOT NULL column then refuses the row: a runner's NaN
+    loss made its whole event batch fail, and the gap fill wedged the job). The text 'NaN' is kept
+    as written and reads back through float() as NaN, like PostgreSQL's NaN."""
+    return tuple("NaN" if isinstance(v, float) and math.isnan(v) else v for v in values)
+
+
 class _SqliteTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._conn.execute(sql, tuple(params))
+        self._conn.execute(sql, _params(params))
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._conn.execute(sql, tuple(params)).fetchall()
+        return self._conn.execute(sql, _params(params)).fetchall()
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self._conn.executemany(sql, [tuple(r) for r in rows])
+        self._conn.executemany(sql, [_params(r) for r in rows])
 
 
 class SqliteStore(Store):

@@ -57,3 +57,16 @@ def test_stall_counts_from_the_last_sign_of_life() -> None:
     assert is_hung(a, 400.0 + 301.0, stall_minutes=5)
     queued = Attempt("a", "j", "r1/sft", 1, state=AttemptState.QUEUED, started_at=0.0)
     assert not is_hung(queued, 10_000.0, stall_minutes=1)  # waiting in a queue is not a hang
+
+
+def test_a_pending_stage_whose_attempt_is_live_is_not_launched_again():
+    """A crash between storing the attempt QUEUED and its stage QUEUED leaves this pair; the
+    stage must wait for its attempt (the reconcile repair syncs its state), never get a second."""
+    from saferlhf.service.scheduler.launch import ready_stages
+
+
+    stage = Stage(id="r1/sft", job_id="j", round=1, kind="sft")
+    live = Attempt(id="j/r1/sft/1", job_id="j", stage_id="r1/sft", number=1,
+                   state=AttemptState.QUEUED, handle="h")
+    assert ready_stages([stage], [], [live], now=0.0) == []
+    assert ready_stages([stage], [], [], now=0.0) == [(stage, None)]

@@ -41,11 +41,20 @@ class PgServer:
             shutil.chown(self.root, "postgres")
         self._run([str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust",
                    "-U", "postgres", "--no-sync", "-E", "UTF8"])
+        self.start_server()
+        self._n = 0
+
+    def start_server(self) -> None:
         self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-l",
                    str(self.root / "server.log"), "-o",
                    f"-p {self.port} -k {self.root} -c listen_addresses='' -c fsync=off",
                    "start"])
-        self._n = 0
+
+    def stop_server(self, mode: str = "immediate") -> None:
+        """Stop the server (the chaos suite's database outage); `start_server` brings it back
+        on the same port and data."""
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
+                   "stop"])
 
     def _run(self, cmd: list[str]) -> None:
         proc = subprocess.run([*self._as, *cmd], capture_output=True, text=True, timeout=60)
