@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock require
 export HF_HUB_OFFLINE := 1
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM := false
+# DeepSpeed's JIT-built ops live with this checkout's venv, not in the machine-wide
+# ~/.cache/torch_extensions (where a build killed mid-way leaves a lock every later load waits on:
+# runners/saferlhf/runners/common/jit_locks.py).
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/$(VENV)/torch_extensions
 
 .PHONY: setup demo test test-fast chaos reliability lint proto tools clean
 

@@ -95,3 +95,30 @@ def test_sft_under_zero3_with_cpu_offload_saves_a_full_model(tmp_path):
     model, tok = load_policy(out / "model")
     assert model.get_input_embeddings().weight.shape == (len(tok), TINY["n_embd"])
     assert "train/loss" in metric_keys(out)
+
+
+def test_a_stale_jit_build_lock_left_by_a_killed_build_does_not_hang_the_stage(tmp_path, policy):
+    """A build killed mid-way leaves torch's `lock` in the op's folder; torch then waits for it
+    forever on every load. This hung every DeepSpeed stage of one CI run (jit_locks.py)."""
+    import os
+    import shutil
+    import time
+
+    from saferlhf.runners.common.jit_locks import extensions_root
+
+    root = tmp_path / "torch_extensions"
+    cached = [p for p in (extensions_root().glob("**/deepspeed_shm_comm"))
+              if (p / "deepspeed_shm_comm.so").exists()]
+    op = root / "deepspeed_shm_comm"
+    if cached:  # reuse this machine's build (else the op is built again here, ~30 s)
+        shutil.copytree(cached[0], op)
+    op.mkdir(parents=True, exist_ok=True)
+    lock = op / "lock"
+    lock.touch()
+    an_hour_ago = time.time() - 3600
+    os.utime(lock, (an_hour_ago, an_hour_ago))
+    proc = run_stage("reward", config(tmp_path / "out", policy, zero(2)), tmp_path,
+                     env={"TORCH_EXTENSIONS_DIR": str(root)}, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "stale JIT build lock" in proc.stderr and str(lock) in proc.stderr
+    assert not lock.exists()

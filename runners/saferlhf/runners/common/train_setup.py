@@ -7,6 +7,7 @@ import logging
 import torch
 from saferlhf.runners.common.config import StageIO
 from saferlhf.runners.common.dist import DistInfo, init_distributed
+from saferlhf.runners.common.jit_locks import clear_stale_locks
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,8 @@ def init_stage_distributed(cfg: StageIO, local_rank: int | None) -> DistInfo:
     info = init_distributed(local_rank, force_group=deepspeed_backend)
     if deepspeed_backend:
         import deepspeed
+
+        clear_stale_locks()  # DeepSpeed's ops load under torch's JIT lock (jit_locks.py)
 
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     log.info("rank %d/%d on %s, backend %s", info.rank, info.world_size, info.device,
