@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.control_plane import machine
 from bench.reliability.service import ROOT
 
 SECTIONS = ("kills", "resume", "cancel", "fuzz", "auth", "suites")
@@ -36,15 +36,6 @@ RESULTS = ROOT / "docs" / "results" / "reliability.json"
 SUITES = ("tests/chaos/test_postgres_restart.py", "tests/chaos/test_disk_full.py",
           "tests/chaos/test_scheduler_crash_points.py")
 
-
-def machine() -> dict[str, Any]:
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal:"))
-    return {"cpu": model, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 2**20, 1),
-            "os": platform.platform(), "python": platform.python_version()}
 
 
 def _log(message: str) -> None:

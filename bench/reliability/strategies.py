@@ -57,7 +57,8 @@ VALUES = st.one_of(
 )
 
 
-def _mutate(doc: Any, path: tuple, value: Any, delete: bool) -> Any:
+def mutate(doc: Any, path: tuple, value: Any, delete: bool) -> Any:
+    """A deep copy of `doc` with the value at `path` replaced by `value` (or deleted)."""
     doc = copy.deepcopy(doc)
     node = doc
     for key in path[:-1]:
@@ -79,7 +80,7 @@ def spec_text(draw: st.DrawFn) -> str:
                                                             st.booleans()),
                                                   min_size=1, max_size=4)):
             try:
-                doc = _mutate(doc, path, value, delete)
+                doc = mutate(doc, path, value, delete)
             except (KeyError, IndexError, TypeError):
                 continue
         return yaml.safe_dump(doc, allow_unicode=True)

@@ -4,7 +4,6 @@ do not exist) — never INTERNAL, UNKNOWN or a dropped connection."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import grpc
@@ -18,6 +17,7 @@ from saferlhf.v1 import resources_pb2 as pb
 from saferlhf.v1 import runner_service_pb2 as rpb
 from saferlhf.v1 import runner_service_pb2_grpc as rpb_grpc
 
+from bench.reliability.strategies import mutate
 from tests.integration.service.app_server import app_server
 from tests.tools import ROOT
 
@@ -53,18 +53,6 @@ VALUES = st.one_of(
 )
 
 
-def _mutate(doc, path, value, delete):
-    doc = copy.deepcopy(doc)
-    node = doc
-    for key in path[:-1]:
-        node = node[key]
-    if delete and isinstance(node, dict):
-        del node[path[-1]]
-    else:
-        node[path[-1]] = value
-    return doc
-
-
 def _assert_ok_or_invalid_with_violations(call) -> None:
     try:
         call()
@@ -80,7 +68,7 @@ def test_mutated_specs_are_valid_or_invalid_argument_with_field_violations(serve
     doc = QUICKSTART
     for path, value, delete in mutations:
         try:
-            doc = _mutate(doc, path, value, delete)
+            doc = mutate(doc, path, value, delete)
         except (KeyError, IndexError, TypeError):
             continue  # an earlier mutation removed the parent
     text = yaml.safe_dump(doc, allow_unicode=True)
